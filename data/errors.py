@@ -1,0 +1,5 @@
+"""The error type every data step raises for bad input."""
+
+
+class DataError(ValueError):
+    """Input data or a data-step parameter is unusable; the message names the field, file or row."""

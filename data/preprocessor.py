@@ -1,0 +1,429 @@
+"""The fitted preprocessor: a versioned JSON spec and one vectorised `transform`.
+
+The preprocess step, the trainer and the predictor all call `Preprocessor.transform`, so the
+features a model sees in serving are computed by the same code as in training.
+
+Numeric columns: median imputation, a missing-value indicator, standardisation.
+Categorical columns: the top-K values as a vocabulary; index 0 is the out-of-vocabulary (and
+missing) bucket, so the indices feed an embedding directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlworkloads.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPEC_FORMAT = "mlworkloads.preprocessor"
+SPEC_VERSION = 1
+TASKS = ("binary", "multiclass", "regression")
+LABEL_COLUMN = "__label__"
+
+Columns = pa.Table | Mapping[str, pa.Array | pa.ChunkedArray]
+
+
+@dataclasses.dataclass(kw_only=True)
+class PreprocessorOptions:
+    """How roles are chosen when fitting.
+
+    Attributes:
+        label_column: The target column.
+        task: "auto", or one of `TASKS`.
+        categorical_columns: Force these columns to be categorical (e.g. integer codes).
+        numeric_columns: Force these columns to be numeric.
+        exclude_columns: Never use these as features.
+        max_categories: Vocabulary size per categorical column (top-K by frequency).
+        min_frequency: Values seen fewer times than this in train go to the OOV bucket.
+        identifier_ratio: A text column with more distinct values than this share of rows,
+            and over 100 of them, is identifier-like and excluded.
+    """
+
+    label_column: str
+    task: str = "auto"
+    categorical_columns: list[str] = dataclasses.field(default_factory=list)
+    numeric_columns: list[str] = dataclasses.field(default_factory=list)
+    exclude_columns: list[str] = dataclasses.field(default_factory=list)
+    max_categories: int = 100
+    min_frequency: int = 1
+    identifier_ratio: float = 0.5
+
+    def __post_init__(self):
+        if not self.label_column:
+            raise DataError("label_column is empty: name the column to predict.")
+        if self.task != "auto" and self.task not in TASKS:
+            raise DataError(f"task={self.task!r}: expected 'auto' or one of {list(TASKS)}.")
+        if self.max_categories < 1:
+            raise DataError(f"max_categories={self.max_categories!r}: expected a positive count.")
+        both = set(self.categorical_columns) & set(self.numeric_columns)
+        if both:
+            raise DataError(f"columns {sorted(both)!r} are in both categorical_columns and numeric_columns.")
+
+
+@dataclasses.dataclass
+class Features:
+    """Model inputs for a batch: float32 numeric block and int64 categorical indices."""
+
+    numeric: np.ndarray
+    categorical: np.ndarray
+
+    def __len__(self) -> int:
+        return self.numeric.shape[0]
+
+
+@dataclasses.dataclass(kw_only=True)
+class Preprocessor:
+    """A fitted preprocessor; build with `fit` or `from_json`, never by hand."""
+
+    task: str
+    label: str
+    classes: list[Any] | None
+    numeric: list[dict[str, Any]]
+    categorical: list[dict[str, Any]]
+    excluded: list[dict[str, str]]
+
+    # ---- what the model needs to know -------------------------------------------------
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The raw input columns a request must carry, numeric first."""
+        return [c["name"] for c in self.numeric] + [c["name"] for c in self.categorical]
+
+    @property
+    def numeric_width(self) -> int:
+        """Width of `Features.numeric`: a standardised value and a missing flag per column."""
+        return 2 * len(self.numeric)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Embedding table size per categorical column (vocabulary + the OOV bucket)."""
+        return [len(c["vocabulary"]) + 1 for c in self.categorical]
+
+    @property
+    def output_size(self) -> int:
+        """Logits per row: 1 for binary and regression, one per class for multiclass."""
+        return len(self.classes) if self.task == "multiclass" else 1
+
+    # ---- transform ---------------------------------------------------------------------
+
+    def transform(self, data: Columns) -> Features:
+        """Turns raw columns into model inputs, vectorised over the batch.
+
+        Raises:
+            DataError: a feature is missing, has the wrong type, or holds NaN/infinity
+                (naming the column and row). Unknown categories are not an error.
+        """
+        n_rows = _num_rows(data)
+        numeric = np.empty((n_rows, self.numeric_width), dtype=np.float32)
+        k = len(self.numeric)
+        for i, spec in enumerate(self.numeric):
+            values, missing = _numeric_values(_column(data, spec["name"]), spec["name"])
+            np.copyto(values, spec["median"], where=missing)
+            numeric[:, i] = (values - spec["mean"]) / spec["std"]
+            numeric[:, k + i] = missing
+        categorical = np.empty((n_rows, len(self.categorical)), dtype=np.int64)
+        for j, spec in enumerate(self.categorical):
+            values = _as_strings(_column(data, spec["name"]), spec["name"])
+            index = pc.index_in(values, value_set=spec["_value_set"])
+            categorical[:, j] = pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1
+        return Features(numeric=numeric, categorical=categorical)
+
+    def encode_labels(self, labels: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Class indices (int64) for classification, float32 values for regression."""
+        if labels.null_count:
+            raise DataError(f"label {self.label!r} has {labels.null_count} null value(s).")
+        if self.task == "regression":
+            return _numeric_values(labels, self.label)[0].astype(np.float32)
+        value_set = pa.array(self.classes)
+        index = pc.index_in(labels.cast(value_set.type), value_set=value_set)
+        if index.null_count:
+            unseen = pc.unique(pc.filter(labels, pc.is_null(index))).to_pylist()
+            raise DataError(
+                f"label {self.label!r} has value(s) {unseen!r} not seen in train (classes {self.classes!r})."
+            )
+        return index.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    # ---- the transformed tables the preprocess step writes and the trainer reads ----------
+
+    def to_table(self, features: Features, labels: np.ndarray | None = None) -> pa.Table:
+        """The model inputs as a Parquet-ready table (one column per input)."""
+        names = [f"num:{c['name']}" for c in self.numeric] + [f"isnull:{c['name']}" for c in self.numeric]
+        arrays = [pa.array(features.numeric[:, i]) for i in range(self.numeric_width)]
+        names += [f"cat:{c['name']}" for c in self.categorical]
+        arrays += [pa.array(features.categorical[:, j]) for j in range(len(self.categorical))]
+        if labels is not None:
+            names.append(LABEL_COLUMN)
+            arrays.append(pa.array(labels))
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def from_table(self, table: pa.Table) -> tuple[Features, np.ndarray]:
+        """Inverse of `to_table`: (features, labels) as numpy arrays."""
+        numeric_names = [f"num:{c['name']}" for c in self.numeric] + [
+            f"isnull:{c['name']}" for c in self.numeric
+        ]
+        categorical_names = [f"cat:{c['name']}" for c in self.categorical]
+        missing = [n for n in [*numeric_names, *categorical_names, LABEL_COLUMN] if n not in table.column_names]
+        if missing:
+            raise DataError(
+                f"the preprocessed table lacks columns {missing!r}: was it made by this preprocessor?"
+            )
+        numeric = np.column_stack(
+            [table[n].to_numpy() for n in numeric_names] or [np.empty((table.num_rows, 0))]
+        ).astype(np.float32)
+        categorical = np.column_stack(
+            [table[n].to_numpy() for n in categorical_names] or [np.empty((table.num_rows, 0))]
+        ).astype(np.int64)
+        return Features(numeric=numeric, categorical=categorical), table[LABEL_COLUMN].to_numpy()
+
+    # ---- persistence -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": SPEC_FORMAT,
+            "version": SPEC_VERSION,
+            "task": self.task,
+            "label": {"name": self.label, "classes": self.classes},
+            "numeric": self.numeric,
+            "categorical": [{k: v for k, v in c.items() if not k.startswith("_")} for c in self.categorical],
+            "excluded": self.excluded,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any], source: str = "preprocessor spec") -> Preprocessor:
+        """Builds a preprocessor from its JSON spec, refusing tampered or newer specs."""
+        _validate_spec(spec, source)
+        categorical = [
+            {**c, "_value_set": pa.array(c["vocabulary"], type=pa.string())} for c in spec["categorical"]
+        ]
+        return cls(
+            task=spec["task"],
+            label=spec["label"]["name"],
+            classes=spec["label"]["classes"],
+            numeric=[dict(c) for c in spec["numeric"]],
+            categorical=categorical,
+            excluded=list(spec.get("excluded", [])),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "preprocessor spec") -> Preprocessor:
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{source} is not valid JSON: {err}") from err
+        return cls.from_dict(spec, source)
+
+
+def fit(table: pa.Table, options: PreprocessorOptions) -> Preprocessor:
+    """Learns roles, statistics, vocabularies and label classes from the train split only."""
+    if options.label_column not in table.column_names:
+        raise DataError(
+            f"label_column {options.label_column!r} is not in the table; its columns are "
+            f"{table.column_names!r}."
+        )
+    for name in [*options.categorical_columns, *options.numeric_columns, *options.exclude_columns]:
+        if name not in table.column_names:
+            raise DataError(f"column {name!r} named in the preprocessor options is not in the table.")
+    labels = table[options.label_column]
+    task = options.task if options.task != "auto" else _infer_task(labels)
+    classes = None
+    if task != "regression":
+        classes = sorted(pc.unique(labels).to_pylist(), key=lambda v: (v is None, v))
+        if len(classes) < 2:
+            raise DataError(f"label {options.label_column!r} has one class {classes!r}: nothing to learn.")
+        if task == "binary" and len(classes) != 2:
+            raise DataError(f"task='binary' but label {options.label_column!r} has {len(classes)} classes.")
+    elif not _is_number(labels.type):
+        raise DataError(f"task='regression' needs a numeric label; {options.label_column!r} is {labels.type}.")
+
+    numeric, categorical, excluded = [], [], []
+    for name in table.column_names:
+        if name == options.label_column:
+            continue
+        column = table[name]
+        role, reason = _role(name, column, table.num_rows, options)
+        if role == "exclude":
+            log.info("excluding column %r: %s", name, reason)
+            excluded.append({"name": name, "reason": reason})
+            continue
+        if column.null_count == len(column):
+            raise DataError(
+                f"column {name!r} is entirely null in train ({len(column)} rows): nothing to learn from. "
+                "Drop it at ingest (drop_columns) or list it in exclude_columns."
+            )
+        if role == "numeric":
+            numeric.append(_fit_numeric(name, column))
+        else:
+            categorical.append(_fit_categorical(name, column, options))
+    spec = {
+        "format": SPEC_FORMAT,
+        "version": SPEC_VERSION,
+        "task": task,
+        "label": {"name": options.label_column, "classes": classes},
+        "numeric": numeric,
+        "categorical": categorical,
+        "excluded": excluded,
+    }
+    if not numeric and not categorical:
+        raise DataError(f"no feature columns are left after exclusions: {excluded!r}.")
+    return Preprocessor.from_dict(spec)
+
+
+def _infer_task(labels: pa.ChunkedArray) -> str:
+    n_classes = len(pc.unique(labels))
+    if pa.types.is_floating(labels.type):
+        return "regression"
+    if pa.types.is_integer(labels.type) and n_classes > 20:
+        return "regression"
+    return "binary" if n_classes == 2 else "multiclass"
+
+
+def _is_number(type_: pa.DataType) -> bool:
+    return pa.types.is_integer(type_) or pa.types.is_floating(type_)
+
+
+def _role(name: str, column: pa.ChunkedArray, n_rows: int, options: PreprocessorOptions):
+    if name in options.exclude_columns:
+        return "exclude", "listed in exclude_columns"
+    if name in options.numeric_columns:
+        if not (_is_number(column.type) or pa.types.is_boolean(column.type)):
+            raise DataError(f"numeric_columns names {name!r}, but it holds {column.type}, not numbers.")
+        return "numeric", ""
+    if name in options.categorical_columns:
+        return "categorical", ""
+    distinct = len(pc.unique(column.drop_null()))
+    if distinct == 1:
+        return "exclude", f"constant: every non-null value is {pc.unique(column.drop_null())[0].as_py()!r}"
+    if _is_number(column.type):
+        return "numeric", ""
+    if pa.types.is_boolean(column.type) or pa.types.is_dictionary(column.type):
+        return "categorical", ""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if distinct > 100 and distinct > options.identifier_ratio * n_rows:
+            return "exclude", f"identifier-like: {distinct} distinct values in {n_rows} rows"
+        mean_length = pc.mean(pc.utf8_length(column.drop_null())).as_py() or 0
+        if mean_length > 50:
+            return "exclude", f"free text: mean length {mean_length:.0f} characters"
+        return "categorical", ""
+    return "exclude", f"unsupported type {column.type}: derive numeric or text columns from it at ingest"
+
+
+def _fit_numeric(name: str, column: pa.ChunkedArray) -> dict[str, Any]:
+    values, missing = _numeric_values(column, name)
+    median = float(np.median(values[~missing]))
+    # Statistics of the imputed column, which is what transform standardises.
+    imputed = np.where(missing, median, values)
+    return {"name": name, "median": median, "mean": float(imputed.mean()), "std": float(imputed.std()) or 1.0}
+
+
+def _fit_categorical(name: str, column: pa.ChunkedArray, options: PreprocessorOptions) -> dict[str, Any]:
+    strings = _as_strings(column, name).drop_null()
+    counts = pc.value_counts(strings).to_pylist()
+    counts = [c for c in counts if c["counts"] >= options.min_frequency]
+    counts.sort(key=lambda c: (-c["counts"], c["values"]))
+    vocabulary = [c["values"] for c in counts[: options.max_categories]]
+    if len(counts) > options.max_categories:
+        log.info("column %r: kept the %d most frequent of %d values", name, len(vocabulary), len(counts))
+    return {"name": name, "vocabulary": vocabulary}
+
+
+def _num_rows(data: Columns) -> int:
+    if isinstance(data, pa.Table):
+        return data.num_rows
+    lengths = {len(v) for v in data.values()}
+    if len(lengths) > 1:
+        raise DataError(f"feature columns have different lengths {sorted(lengths)}.")
+    return lengths.pop() if lengths else 0
+
+
+def _column(data: Columns, name: str):
+    try:
+        return data[name]
+    except KeyError:
+        pass
+    names = data.column_names if isinstance(data, pa.Table) else list(data)
+    if name not in names:
+        raise DataError(f"feature {name!r} is missing; the input has {sorted(names)!r}.")
+    return data[name]
+
+
+def _numeric_values(column, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values (nulls as NaN, to be imputed) and the missing mask; refuses non-numbers."""
+    if not (_is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
+        raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    values = np.array(values, dtype=np.float64, copy=True)
+    missing = np.isnan(values)
+    if column.null_count != int(missing.sum()) or np.isinf(values).any():
+        # A NaN that was not a null, or an infinity: a real value we cannot standardise.
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(valid & ~np.isfinite(values))
+        raise DataError(
+            f"feature {name!r} row {int(bad[0]) + 1} is {values[bad[0]]!r}: numbers must be finite "
+            "(send null for a missing value)."
+        )
+    return values, missing
+
+
+def _as_strings(column, name: str):
+    type_ = column.type
+    if pa.types.is_string(type_) or pa.types.is_null(type_):
+        return column.cast(pa.string())
+    if pa.types.is_dictionary(type_) or pa.types.is_large_string(type_):
+        return pc.cast(column, pa.string())
+    if _is_number(type_) or pa.types.is_boolean(type_):
+        return pc.cast(column, pa.string())
+    raise DataError(f"feature {name!r} must be text or a number, but received {type_} values.")
+
+
+def _validate_spec(spec: Any, source: str) -> None:
+    def fail(why: str):
+        raise DataError(f"{source} is not a valid preprocessor spec: {why}")
+
+    if not isinstance(spec, Mapping):
+        fail(f"expected a JSON object, got {type(spec).__name__}")
+    if spec.get("format") != SPEC_FORMAT:
+        fail(f"format is {spec.get('format')!r}, expected {SPEC_FORMAT!r}")
+    version = spec.get("version")
+    if not isinstance(version, int):
+        fail(f"version is {version!r}, expected an integer")
+    if version > SPEC_VERSION:
+        fail(f"version {version} was written by a newer mlworkloads (this one reads up to {SPEC_VERSION}); upgrade")
+    if spec.get("task") not in TASKS:
+        fail(f"task is {spec.get('task')!r}, expected one of {list(TASKS)}")
+    label = spec.get("label")
+    if not isinstance(label, Mapping) or not isinstance(label.get("name"), str):
+        fail("label must be an object with a string 'name'")
+    if spec["task"] != "regression" and not (isinstance(label.get("classes"), list) and len(label["classes"]) >= 2):
+        fail("a classification spec needs label.classes with at least two classes")
+    for entry in spec.get("numeric", []) if isinstance(spec.get("numeric"), list) else fail("numeric must be a list"):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            fail(f"numeric entry {entry!r} needs a string 'name'")
+        for key in ("median", "mean", "std"):
+            value = entry.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+                fail(f"numeric[{entry['name']!r}].{key} is {value!r}, expected a finite number")
+        if entry["std"] <= 0:
+            fail(f"numeric[{entry['name']!r}].std is {entry['std']!r}, expected a positive number")
+    categorical = spec.get("categorical")
+    if not isinstance(categorical, list):
+        fail("categorical must be a list")
+    for entry in categorical:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            fail(f"categorical entry {entry!r} needs a string 'name'")
+        vocabulary = entry.get("vocabulary")
+        if not isinstance(vocabulary, list) or not all(isinstance(v, str) for v in vocabulary):
+            fail(f"categorical[{entry['name']!r}].vocabulary must be a list of strings")
+        if len(set(vocabulary)) != len(vocabulary):
+            fail(f"categorical[{entry['name']!r}].vocabulary has duplicates")

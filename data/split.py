@@ -1,0 +1,107 @@
+"""Deterministic train/validation/test split, stratified on the label for classification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlworkloads.data.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+
+
+def check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    """Refuses fractions outside (0, 1) or adding up to leave nothing for train."""
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise DataError(f"{name}={value!r}: expected a number strictly between 0 and 1.")
+    if validation_fraction + test_fraction >= 1:
+        raise DataError(
+            f"validation_fraction + test_fraction = {validation_fraction + test_fraction!r} leaves "
+            "no rows for train: their sum must be below 1."
+        )
+
+
+def split_indices(
+    n_rows: int,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    strata: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Row indices of each split; each stratum is cut in the same proportions.
+
+    Indices come back sorted so that the splits keep the source's row order.
+    """
+    check_fractions(validation_fraction, test_fraction)
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n_rows)] if strata is None else _groups(strata)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for group in groups:
+        shuffled = rng.permutation(group)
+        n_test = int(round(len(shuffled) * test_fraction))
+        n_val = int(round(len(shuffled) * validation_fraction))
+        parts["test"].append(shuffled[:n_test])
+        parts["validation"].append(shuffled[n_test : n_test + n_val])
+        parts["train"].append(shuffled[n_test + n_val :])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+def _groups(strata: np.ndarray) -> list[np.ndarray]:
+    _, inverse = np.unique(strata, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    boundaries = np.flatnonzero(np.diff(inverse[order])) + 1
+    return np.split(order, boundaries)
+
+
+def split_table(
+    table: pa.Table,
+    label_column: str,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    stratify: bool = True,
+) -> dict[str, pa.Table]:
+    """Splits `table` into train, validation and test.
+
+    Args:
+        table: The ingested table.
+        label_column: The target; stratified on when `stratify` is true.
+        validation_fraction: Share of rows (of each class, when stratified) for validation.
+        test_fraction: Share of rows for test.
+        seed: Same seed, same table, same split.
+        stratify: Keep the label's class proportions in every split (classification).
+
+    Raises:
+        DataError: a missing label, a label with one class, or a split left empty or without
+            some class in train.
+    """
+    if label_column not in table.column_names:
+        raise DataError(
+            f"label_column {label_column!r} is not in the table; its columns are {table.column_names!r}."
+        )
+    strata = None
+    if stratify:
+        labels = table[label_column]
+        classes = pc.unique(labels)
+        if len(classes) < 2:
+            raise DataError(
+                f"label_column {label_column!r} has a single class {classes.to_pylist()!r} in "
+                f"{table.num_rows} rows: a classifier needs at least two. Check the label "
+                "derivation, or set stratify=False for a regression target."
+            )
+        strata = pc.index_in(labels, value_set=classes).to_numpy(zero_copy_only=False)
+    indices = split_indices(table.num_rows, validation_fraction, test_fraction, seed, strata)
+    for name, rows in indices.items():
+        if len(rows) == 0:
+            raise DataError(
+                f"the {name} split would be empty ({table.num_rows} rows, validation_fraction="
+                f"{validation_fraction}, test_fraction={test_fraction}): use more rows or larger fractions."
+            )
+    if strata is not None:
+        missing = set(np.unique(strata)) - set(np.unique(strata[indices["train"]]))
+        if missing:
+            names = [classes[int(i)].as_py() for i in sorted(missing)]
+            raise DataError(f"class(es) {names!r} of {label_column!r} are absent from train: too few rows.")
+    return {name: table.take(pa.array(rows)) for name, rows in indices.items()}

@@ -1,0 +1,81 @@
+"""Opening URIs (local, file://, http(s)://, s3://, gs://) through fsspec, and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from typing import IO
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from mlworkloads.data.errors import DataError
+
+SCHEMES_HELP = "a local path, file://, http(s)://, s3:// or gs:// URI"
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Returns the fsspec filesystem for `uri` and the path inside it.
+
+    Raises:
+        DataError: when the scheme's filesystem package is not installed.
+    """
+    try:
+        return url_to_fs(uri)
+    except (ImportError, ValueError) as err:
+        raise DataError(
+            f"cannot open {uri!r}: {err}. Expected {SCHEMES_HELP}; for s3:// install "
+            "`mlworkloads[s3]`, for gs:// `mlworkloads[gcs]`."
+        ) from err
+
+
+def read_bytes(uri: str) -> bytes:
+    """Reads a whole file, turning every 'not there' into one clear error naming the URI."""
+    fs, path = filesystem(uri)
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError as err:
+        raise DataError(f"file not found: {uri!r}. Check the path or URI.") from err
+    except (OSError, RuntimeError) as err:  # aiohttp/botocore errors surface as OSError subclasses
+        raise DataError(f"cannot read {uri!r}: {type(err).__name__}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - fsspec backends raise their own types
+        if type(err).__name__ in {"ClientConnectorError", "ClientResponseError", "NoCredentialsError"}:
+            raise DataError(f"cannot read {uri!r}: {type(err).__name__}: {err}") from err
+        raise
+
+
+@contextlib.contextmanager
+def atomic_local_path(path: str) -> Iterator[str]:
+    """Yields a temporary path beside `path`; renames it into place only if the block succeeds.
+
+    Readers never see a half-written file: on any error the temporary file is removed and
+    `path` is left as it was (absent, for a fresh artifact).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(uri: str, mode: str = "wb") -> Iterator[IO]:
+    """Opens `uri` for writing so that it appears complete or not at all.
+
+    Local paths write a temporary file and rename it; object stores (s3, gs) only make an
+    object visible when its upload completes, so they are written directly.
+    """
+    fs, path = filesystem(uri)
+    if "file" in fs.protocol or "local" in fs.protocol:
+        with atomic_local_path(path) as tmp, open(tmp, mode) as f:
+            yield f
+    else:
+        with fs.open(path, mode) as f:
+            yield f

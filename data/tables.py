@@ -1,0 +1,204 @@
+"""Reading tables from any URI (CSV, TSV, Parquet, JSON lines; plain, .gz or .zip) into Arrow."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from mlworkloads.data.errors import DataError
+from mlworkloads.data.storage import read_bytes
+
+FORMATS = ("csv", "tsv", "parquet", "jsonl")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+#: Logical type names accepted in a `schema` mapping, and the Arrow type each means.
+TYPE_NAMES = {
+    "int": pa.int64(),
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "float": pa.float64(),
+    "float64": pa.float64(),
+    "float32": pa.float32(),
+    "double": pa.float64(),
+    "str": pa.string(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+}
+
+
+def detect_format(name: str) -> str:
+    """Returns the table format implied by a file name (compression suffixes removed)."""
+    lowered = name.lower()
+    for compression in (".gz", ".zip"):
+        if lowered.endswith(compression):
+            lowered = lowered[: -len(compression)]
+    for suffix, fmt in _SUFFIXES.items():
+        if lowered.endswith(suffix):
+            return fmt
+    raise DataError(
+        f"cannot tell the table format of {name!r} from its name: expected one of the suffixes "
+        f"{sorted(_SUFFIXES)} (optionally .gz or .zip), or pass format= one of {list(FORMATS)}."
+    )
+
+
+def _decompress(uri: str, payload: bytes) -> tuple[bytes, str]:
+    """Undoes .gz/.zip; returns the bytes and the name the format is detected from."""
+    name = uri.rsplit("/", 1)[-1].split("?", 1)[0]
+    if name.lower().endswith(".gz") or payload[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(payload), name[:-3] if name.lower().endswith(".gz") else name
+        except (OSError, EOFError) as err:
+            raise DataError(f"{uri!r} is not a valid gzip file: {err}") from err
+    if name.lower().endswith(".zip") or payload[:4] == b"PK\x03\x04":
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(payload))
+        except zipfile.BadZipFile as err:
+            raise DataError(f"{uri!r} is not a valid zip file: {err}") from err
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise DataError(
+                f"{uri!r} must hold exactly one file to read as a table, found {members!r}."
+            )
+        return archive.read(members[0]), members[0]
+    return payload, name
+
+
+def read_table(uri: str, fmt: str = "auto", schema: dict[str, str] | None = None) -> pa.Table:
+    """Reads the table at `uri` into Arrow, casting the columns `schema` names.
+
+    Args:
+        uri: A local path or fsspec URI (file://, http(s)://, s3://, gs://).
+        fmt: One of `FORMATS`, or "auto" to detect from the file name.
+        schema: Optional mapping of column name to a type name in `TYPE_NAMES`.
+
+    Raises:
+        DataError: missing or unreadable file, empty file, header without rows, an unknown
+            format, or a value that cannot take its declared type (naming column, row, value).
+    """
+    if fmt != "auto" and fmt not in FORMATS:
+        raise DataError(f"format={fmt!r} is not supported; expected 'auto' or one of {list(FORMATS)}.")
+    target_types = _parse_schema(schema or {})
+    payload = read_bytes(uri)
+    if not payload:
+        raise DataError(f"{uri!r} is empty (0 bytes): expected a table with a header and rows.")
+    payload, name = _decompress(uri, payload)
+    if not payload.strip():
+        raise DataError(f"{uri!r} is empty: expected a table with a header and rows.")
+    fmt = detect_format(name) if fmt == "auto" else fmt
+    table = _parse(uri, payload, fmt, string_columns=list(target_types))
+    if table.num_rows == 0:
+        raise DataError(
+            f"{uri!r} has columns {table.column_names!r} but no data rows: expected at least one row."
+        )
+    return cast_columns(table, target_types, source=uri, header_lines=1 if fmt in ("csv", "tsv") else 0)
+
+
+def _parse_schema(schema: dict[str, str]) -> dict[str, pa.DataType]:
+    types = {}
+    for column, type_name in schema.items():
+        if str(type_name).lower() not in TYPE_NAMES:
+            raise DataError(
+                f"schema[{column!r}] = {type_name!r} is not a known type; expected one of "
+                f"{sorted(TYPE_NAMES)}."
+            )
+        types[column] = TYPE_NAMES[str(type_name).lower()]
+    return types
+
+
+def _parse(uri: str, payload: bytes, fmt: str, string_columns: list[str]) -> pa.Table:
+    buffer = io.BytesIO(payload)
+    try:
+        if fmt in ("csv", "tsv"):
+            return pacsv.read_csv(
+                buffer,
+                parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
+                # Declared columns are read as text and cast afterwards, so that a bad value
+                # is reported with its column name, row and value.
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in string_columns},
+                    strings_can_be_null=True,
+                ),
+            )
+        if fmt == "parquet":
+            return pq.read_table(buffer)
+        return pajson.read_json(buffer)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
+        raise DataError(f"cannot parse {uri!r} as {fmt}: {err}") from err
+
+
+def cast_columns(
+    table: pa.Table, types: dict[str, pa.DataType], source: str, header_lines: int = 0
+) -> pa.Table:
+    """Casts the named columns, naming column, row and value when one cannot take its type."""
+    for column, target in types.items():
+        if column not in table.column_names:
+            raise DataError(
+                f"schema names column {column!r}, which {source!r} does not have; "
+                f"its columns are {table.column_names!r}."
+            )
+        values = table[column]
+        if values.type == target:
+            continue
+        if pa.types.is_string(values.type) and pa.types.is_boolean(target):
+            lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+            values = pc.if_else(
+                pc.is_in(lowered, pa.array(["true", "1", "yes", "t", "y"])),
+                True,
+                pc.if_else(pc.is_in(lowered, pa.array(["false", "0", "no", "f", "n"])), False, None),
+            )
+            bad = pc.and_(pc.invert(pc.is_null(table[column])), pc.is_null(values))
+            if pc.any(bad).as_py():
+                _raise_bad_value(table, column, target, bad, source, header_lines)
+            table = table.set_column(table.column_names.index(column), column, values)
+            continue
+        try:
+            cast = pc.cast(values, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            bad = _uncastable_mask(values, target)
+            _raise_bad_value(table, column, target, bad, source, header_lines, err)
+        table = table.set_column(table.column_names.index(column), column, cast)
+    return table
+
+
+def _uncastable_mask(values: pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    # Error path only: find which values fail, one at a time.
+    flags = []
+    for value in values.to_pylist():
+        try:
+            pc.cast(pa.array([value]), target)
+            flags.append(False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            flags.append(True)
+    return pa.array(flags)
+
+
+def _raise_bad_value(table, column, target, bad, source, header_lines, err=None):
+    indices = pc.indices_nonzero(pc.fill_null(bad, False)) if len(bad) else pa.array([])
+    if len(indices) == 0:
+        raise DataError(f"column {column!r} of {source!r} cannot be cast to {target}: {err}") from err
+    row = indices[0].as_py()
+    value = table[column][row].as_py()
+    line = f" (line {row + 1 + header_lines} of the file)" if header_lines else ""
+    raise DataError(
+        f"column {column!r}, row {row + 1}{line} of {source!r}: value {value!r} cannot be read as "
+        f"{target} as the schema declares; {len(indices)} value(s) in that column fail. Fix the "
+        f"data or declare the column as 'string'."
+    ) from err
