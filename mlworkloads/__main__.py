@@ -1,0 +1,3 @@
+from mlworkloads.cli import app
+
+app(prog_name="mlworkloads")

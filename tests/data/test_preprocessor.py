@@ -1,0 +1,169 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from mlworkloads.data import preprocessor as pre
+from mlworkloads.data.errors import DataError
+
+
+def _train():
+    return pa.table(
+        {
+            "distance": [100.0, 200.0, None, 400.0],
+            "carrier": ["UA", "UA", "AA", None],
+            "tail": [f"N{i}" for i in range(4)],
+            "label": ["on_time", "late", "on_time", "late"],
+        }
+    )
+
+
+def _fit(table=None, **options):
+    return pre.fit(table or _train(), pre.PreprocessorOptions(label_column="label", **options))
+
+
+def test_fit_learns_median_imputation_standardisation_and_vocabulary():
+    fitted = _fit()
+    (numeric,) = fitted.numeric
+    assert numeric["median"] == 200.0
+    imputed = np.array([100, 200, 200, 400.0])
+    assert numeric["mean"] == pytest.approx(imputed.mean())
+    assert numeric["std"] == pytest.approx(imputed.std())
+    assert fitted.categorical[0] == {
+        "name": "carrier",
+        "vocabulary": ["UA", "AA"],
+        "_value_set": fitted.categorical[0]["_value_set"],
+    }
+    assert fitted.task == "binary" and fitted.classes == ["late", "on_time"]
+
+
+def test_transform_imputes_flags_missing_and_sends_unknown_categories_to_bucket_zero():
+    fitted = _fit()
+    features = fitted.transform(
+        pa.table({"distance": [None, 200.0], "carrier": ["ZZ", "AA"], "tail": ["x", "y"]})
+    )
+    spec = fitted.numeric[0]
+    assert features.numeric[:, 0] == pytest.approx([(200 - spec["mean"]) / spec["std"]] * 2)
+    assert features.numeric[:, 1].tolist() == [1.0, 0.0]
+    assert features.categorical[:, 0].tolist() == [0, 2]
+
+
+def test_transform_of_a_batch_equals_transform_of_each_row(flights_sample):
+    fitted = pre.fit(flights_sample, pre.PreprocessorOptions(label_column="late"))
+    batch = fitted.transform(flights_sample.slice(0, 50))
+    rows = [fitted.transform(flights_sample.slice(i, 1)) for i in range(50)]
+    assert np.array_equal(batch.numeric, np.vstack([r.numeric for r in rows]))
+    assert np.array_equal(batch.categorical, np.vstack([r.categorical for r in rows]))
+
+
+def test_transform_takes_plain_arrow_columns_as_the_predictor_sends_them():
+    fitted = _fit()
+    features = fitted.transform(
+        {"distance": pa.array([1, None]), "carrier": pa.array(["UA", None]), "tail": pa.array(["N1", "N1"])}
+    )
+    assert features.numeric.shape == (2, 2) and features.categorical.tolist() == [[1, 2], [0, 2]]
+
+
+def test_json_round_trip_gives_the_same_transform(flights_sample):
+    fitted = pre.fit(
+        flights_sample, pre.PreprocessorOptions(label_column="late", categorical_columns=["flight"])
+    )
+    again = pre.Preprocessor.from_json(fitted.to_json())
+    a, b = fitted.transform(flights_sample), again.transform(flights_sample)
+    assert np.array_equal(a.numeric, b.numeric) and np.array_equal(a.categorical, b.categorical)
+    assert json.loads(fitted.to_json())["version"] == pre.SPEC_VERSION
+
+
+def test_identifier_like_and_constant_columns_are_excluded_with_a_reason():
+    n = 300
+    table = pa.table(
+        {
+            "id": [f"row-{i}" for i in range(n)],
+            "constant": [1] * n,
+            "x": np.arange(n, dtype=float),
+            "label": [i % 2 == 0 for i in range(n)],
+        }
+    )
+    fitted = _fit(table)
+    reasons = {e["name"]: e["reason"] for e in fitted.excluded}
+    assert reasons["id"].startswith("identifier-like: 300 distinct values")
+    assert reasons["constant"].startswith("constant")
+    assert fitted.feature_columns == ["x"]
+
+
+def test_regression_keeps_the_target_numeric():
+    table = pa.table({"x": np.arange(50.0), "y": np.arange(50.0) * 1.5})
+    fitted = pre.fit(table, pre.PreprocessorOptions(label_column="y"))
+    assert fitted.task == "regression" and fitted.classes is None
+    assert fitted.encode_labels(table["y"]).dtype == np.float32
+
+
+def test_overrides_force_roles():
+    table = pa.table({"code": [1, 2, 3, 1] * 10, "label": [True, False] * 20})
+    fitted = _fit(table, categorical_columns=["code"])
+    assert [c["name"] for c in fitted.categorical] == ["code"]
+    assert fitted.transform(pa.table({"code": [2, 9]})).categorical[:, 0].tolist() == [2, 0]
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"distance": pa.array(["far"]), "carrier": pa.array(["UA"])}, "feature 'distance' must be a number"),
+        (
+            {"distance": pa.array([float("nan")]), "carrier": pa.array(["UA"])},
+            "feature 'distance' row 1 is nan",
+        ),
+        ({"distance": pa.array([float("inf")]), "carrier": pa.array(["UA"])}, "row 1 is inf"),
+        ({"carrier": pa.array(["UA"])}, "feature 'distance' is missing"),
+        (
+            {"distance": pa.array([1.0]), "carrier": pa.array([[1]])},
+            "feature 'carrier' must be text or a number",
+        ),
+    ],
+)
+def test_transform_refuses_bad_features_naming_them(columns, message):
+    with pytest.raises(DataError) as err:
+        _fit().transform(columns)
+    assert message in str(err.value)
+
+
+def test_fit_refuses_an_entirely_null_categorical_column():
+    table = pa.table(
+        {"x": [1.0, 2.0, 3.0], "c": pa.array([None, None, None], pa.string()), "label": [1, 0, 1]}
+    )
+    with pytest.raises(DataError, match="column 'c' is entirely null in train"):
+        _fit(table)
+
+
+def test_fit_refuses_a_label_with_one_class():
+    with pytest.raises(DataError, match="has one class"):
+        _fit(pa.table({"x": [1.0, 2.0], "label": ["a", "a"]}))
+
+
+def test_unseen_label_in_another_split_is_named():
+    with pytest.raises(DataError, match=r"value\(s\) \['maybe'\] not seen in train"):
+        _fit().encode_labels(pa.array(["late", "maybe"]))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda s: s.update(version=99), "written by a newer mlworkloads"),
+        (lambda s: s.update(format="pickle"), "format is 'pickle'"),
+        (lambda s: s["numeric"][0].update(std=0), "std is 0"),
+        (lambda s: s["numeric"][0].update(mean="x"), "mean is 'x'"),
+        (lambda s: s["categorical"][0].update(vocabulary=["UA", "UA"]), "has duplicates"),
+        (lambda s: s.update(task="ranking"), "task is 'ranking'"),
+    ],
+)
+def test_loading_refuses_a_tampered_or_newer_spec(tamper, message):
+    spec = json.loads(_fit().to_json())
+    tamper(spec)
+    with pytest.raises(DataError) as err:
+        pre.Preprocessor.from_dict(spec)
+    assert message in str(err.value)
+
+
+def test_loading_refuses_text_that_is_not_json():
+    with pytest.raises(DataError, match="not valid JSON"):
+        pre.Preprocessor.from_json("{nope", source="model/preprocessor.json")
