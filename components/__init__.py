@@ -8,9 +8,11 @@ the same under `kfp.local.SubprocessRunner` and in a cluster.
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
 from mlworkloads.components.split_dataset import split_dataset
+from mlworkloads.components.train_pytorchjob import train_pytorchjob
 
 __all__ = [
     "fit_preprocessor",
     "ingest_table",
     "split_dataset",
+    "train_pytorchjob",
 ]

@@ -183,7 +183,7 @@ class Preprocessor:
         categorical = np.column_stack(
             [table[n].to_numpy() for n in categorical_names] or [np.empty((table.num_rows, 0))]
         ).astype(np.int64)
-        return Features(numeric=numeric, categorical=categorical), table[LABEL_COLUMN].to_numpy()
+        return Features(numeric=numeric, categorical=categorical), np.array(table[LABEL_COLUMN].to_numpy())
 
     # ---- persistence -------------------------------------------------------------------
 

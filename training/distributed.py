@@ -1,0 +1,72 @@
+"""Process-group set-up from torchrun's environment, and rank-0 logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """Where this process sits: `rank` makes global decisions, `local_rank` picks the device."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init(device_preference: str = "auto") -> World:
+    """Initialises the process group once (NCCL on GPU, gloo on CPU) from torchrun's variables.
+
+    Runs single-process without a process group when not launched by torchrun.
+    """
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device_preference == "cuda" or (device_preference == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError("device='cuda' but no CUDA device is visible to this process.")
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} GPU(s) are visible: "
+                "nproc_per_node must not exceed the GPUs per node."
+            )
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=10)
+        )
+    return World(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_zero_logger(world: World, name: str = "mlworkloads.training") -> logging.Logger:
+    """A logger that speaks on global rank 0 only, so N processes do not print N copies."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)s] %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if world.is_main else logging.WARNING)
+    for handler in logger.handlers:
+        handler.addFilter(lambda record: setattr(record, "rank", world.rank) or True)
+    return logger

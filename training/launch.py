@@ -1,0 +1,251 @@
+"""What the `train_pytorchjob` component does: pick a backend, train, collect the model.
+
+Backends: `local` runs torchrun on this machine; `pytorchjob` creates a Kubeflow PyTorchJob;
+`auto` picks `pytorchjob` inside a Kubernetes pod and `local` elsewhere.
+
+Data bridge for the PyTorchJob: the replicas cannot see the step's local artifact paths, so
+- `artifacts` (default): the replicas read the inputs at their artifact URIs in the object
+  store (credentials from `storage_secret`) and write the model under a staging prefix beside
+  the output artifact;
+- `volume`: the step copies the inputs onto a PVC that both the step and the replicas mount,
+  and the replicas write the model there.
+Either way the step then copies the model into its output artifact, which KFP uploads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from mlworkloads.data.storage import filesystem
+from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.local import run_torchrun
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "local", "pytorchjob")
+BRIDGES = ("artifacts", "volume")
+
+
+def in_kubernetes() -> bool:
+    return "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}: expected one of {list(BACKENDS)}.")
+    if backend == "auto":
+        return "pytorchjob" if in_kubernetes() else "local"
+    return backend
+
+
+def artifact_uri(uri: str) -> str:
+    """An artifact URI as fsspec reads it: KFP's `minio://` is S3 at the MinIO endpoint."""
+    if uri.startswith("minio://"):
+        return "s3://" + uri.removeprefix("minio://")
+    return uri
+
+
+@dataclasses.dataclass
+class Inputs:
+    """One input artifact: its local path in the step and its URI in the object store."""
+
+    path: str
+    uri: str
+
+
+def train(
+    *,
+    train_features: Inputs,
+    validation_features: Inputs,
+    preprocessor: Inputs,
+    model_dir: str,
+    training: dict[str, Any],
+    model_uri: str = "",
+    backend: str = "auto",
+    nproc_per_node: int = 2,
+    job: dict[str, Any] | None = None,
+    bridge: str = "artifacts",
+    run_id: str = "local",
+    task_name: str = "train",
+    wait_timeout_seconds: int = 86400,
+    keep_job: bool = False,
+    max_restarts: int = 0,
+    client_factory: Callable[[], Any] | None = None,
+    echo: Callable[[str], None] = lambda line: print(
+        line, end="" if line.endswith("\n") else "\n", flush=True
+    ),
+) -> dict[str, Any]:
+    """Trains and leaves the exported model in `model_dir`; returns the run's metrics summary.
+
+    Every setting is checked before anything is launched.
+
+    Raises:
+        ConfigError: a bad setting, naming it.
+        TrainingFailed / JobFailed: training failed, with the log tail.
+    """
+    backend = resolve_backend(backend)
+    if bridge not in BRIDGES:
+        raise ConfigError(f"bridge={bridge!r}: expected one of {list(BRIDGES)}.")
+    if os.path.exists(model_dir) and os.listdir(model_dir):
+        raise ConfigError(f"the output model directory {model_dir!r} is not empty.")
+    work_dir = os.path.join(os.path.dirname(os.path.abspath(model_dir)), "training-work")
+    if backend == "local":
+        config = _config(
+            training,
+            train_features.path,
+            validation_features.path,
+            preprocessor.path,
+            output_uri=os.path.join(work_dir, "model"),
+            checkpoint_uri=os.path.join(work_dir, "checkpoints"),
+        )
+        _check_label(config)
+        run_torchrun(config, nproc_per_node=nproc_per_node, max_restarts=max_restarts, echo=echo)
+        return _collect(config.output_uri, model_dir)
+    return _train_on_cluster(
+        train_features,
+        validation_features,
+        preprocessor,
+        model_dir,
+        model_uri or model_dir,
+        training,
+        job or {},
+        bridge,
+        run_id,
+        task_name,
+        wait_timeout_seconds,
+        keep_job,
+        max_restarts,
+        client_factory,
+        echo,
+    )
+
+
+def _config(
+    training: dict[str, Any], train_uri, validation_uri, preprocessor_uri, output_uri, checkpoint_uri
+):
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "train_uri",
+        "validation_uri",
+        "preprocessor_uri",
+        "output_uri",
+        "checkpoint_uri",
+    }
+    training = dict(training)
+    if isinstance(training.get("hidden_sizes"), list):
+        # KFP carries numbers in lists as floats (protobuf Value); 128.0 means 128.
+        training["hidden_sizes"] = [
+            int(h) if isinstance(h, float) and h.is_integer() else h for h in training["hidden_sizes"]
+        ]
+    unknown = sorted(set(training) - known)
+    if unknown:
+        raise ConfigError(f"unknown training setting(s) {unknown}; known: {sorted(known)}.")
+    config = TrainConfig(
+        train_uri=train_uri,
+        validation_uri=validation_uri,
+        preprocessor_uri=preprocessor_uri,
+        output_uri=output_uri,
+        checkpoint_uri=checkpoint_uri,
+        **training,
+    )
+    if config.model_factory:
+        from mlworkloads.training.model import resolve_factory
+
+        resolve_factory(config.model_factory)
+    return config
+
+
+def _check_label(config: TrainConfig) -> None:
+    """Fails before launch when the features lack the encoded label (wrong artifact wired in)."""
+    import pyarrow.parquet as pq
+    from mlworkloads.data.preprocessor import LABEL_COLUMN
+
+    for name, uri in (("train", config.train_uri), ("validation", config.validation_uri)):
+        fs, path = filesystem(uri)
+        with fs.open(path, "rb") as f:
+            columns = pq.read_schema(f).names
+        if LABEL_COLUMN not in columns:
+            raise ConfigError(
+                f"the {name} features at {uri!r} have no label column ({LABEL_COLUMN!r}): pass the "
+                "`*_features` outputs of fit_preprocessor, not the raw splits."
+            )
+
+
+def _collect(exported_uri: str, model_dir: str) -> dict[str, Any]:
+    """Copies the exported model into the step's output directory; returns metrics.json."""
+    fs, root = filesystem(exported_uri)
+    os.makedirs(model_dir, exist_ok=True)
+    for remote in fs.ls(root, detail=False):
+        name = os.path.basename(remote.rstrip("/"))
+        if fs.isdir(remote):
+            continue
+        fs.get(remote, os.path.join(model_dir, name))
+    with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _train_on_cluster(
+    train_features,
+    validation_features,
+    preprocessor,
+    model_dir,
+    model_uri,
+    training,
+    job,
+    bridge,
+    run_id,
+    task_name,
+    wait_timeout_seconds,
+    keep_job,
+    max_restarts,
+    client_factory,
+    echo,
+):
+    from kubeflow.training import TrainingClient
+    from kubeflow.training.utils.utils import get_default_target_namespace
+    from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job, job_name
+
+    settings = JobSettings(max_restarts=max_restarts, **job)
+    name = job_name(run_id, task_name)
+    namespace = settings.namespace or get_default_target_namespace()
+    if bridge == "volume":
+        if not settings.pvc_name:
+            raise ConfigError("bridge='volume' needs pvc_name: the PVC both the step and the replicas mount.")
+        staging = os.path.join(settings.pvc_mount, name)
+        inputs = {}
+        for key, item in (
+            ("train", train_features),
+            ("validation", validation_features),
+            ("preprocessor", preprocessor),
+        ):
+            target = os.path.join(staging, "inputs", key)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(item.path, target)
+            inputs[key] = target
+    else:
+        staging = artifact_uri(model_uri).rstrip("/").rsplit("/", 1)[0] + f"/{name}"
+        inputs = {
+            "train": artifact_uri(train_features.uri),
+            "validation": artifact_uri(validation_features.uri),
+            "preprocessor": artifact_uri(preprocessor.uri),
+        }
+    config = _config(
+        training,
+        inputs["train"],
+        inputs["validation"],
+        inputs["preprocessor"],
+        output_uri=f"{staging}/model",
+        checkpoint_uri=f"{staging}/checkpoints",
+    )
+    manifest = build_job(name, namespace, settings, config)
+    client = client_factory() if client_factory else TrainingClient(namespace=namespace)
+    runner = PyTorchJobRunner(client, namespace, echo=echo)
+    runner.run(manifest, wait_timeout=wait_timeout_seconds, keep_job=keep_job)
+    summary = _collect(config.output_uri, model_dir)
+    summary["job_name"] = name
+    return summary

@@ -1,0 +1,423 @@
+"""The PyTorchJob backend: build the job from the SDK's typed models, run it, clean it up.
+
+One Master and `num_workers - 1` Workers run the trainer image with `torchrun`; the training
+operator injects the rendezvous (`PET_NNODES`, `PET_NODE_RANK`, `PET_MASTER_ADDR`, ...), which
+torchrun reads as its defaults, and `nprocPerNode` sets the processes per replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubeflow.training import TrainingClient, models
+from kubeflow.training.constants import constants as kf
+from kubeflow.training.utils.utils import FakeResponse
+from kubernetes import client as k8s
+from kubernetes import watch
+from kubernetes.client.rest import ApiException
+from mlworkloads.training.config import ConfigError, TrainConfig
+
+log = logging.getLogger(__name__)
+
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+ISTIO_INJECT_ANNOTATION = "sidecar.istio.io/inject"
+CLEAN_POD_POLICIES = ("Running", "All", "None")
+LOG_TAIL_LINES = 30
+
+
+@dataclasses.dataclass(kw_only=True)
+class JobSettings:
+    """How the PyTorchJob is shaped and run; validated before anything is created.
+
+    Attributes:
+        image: Trainer image (see `mlworkloads.images.TRAINER_IMAGE`).
+        namespace: Namespace of the job; empty means the pod's own namespace.
+        num_workers: Replicas in all: one Master plus `num_workers - 1` Workers.
+        nproc_per_node: torchrun processes per replica (one per GPU on GPU nodes).
+        gpus_per_worker: `nvidia.com/gpu` per replica (requests equal limits).
+        cpu: CPU request and limit per replica.
+        memory: Memory request and limit per replica.
+        shm_size: Size of the memory-backed `/dev/shm` (NCCL and data loaders need more than 64 MiB).
+        node_selector: Node selector for the replicas.
+        tolerations: Tolerations for the replicas (Kubernetes toleration dicts).
+        queue_name: Kueue LocalQueue to admit the job through; empty for none.
+        service_account: Service account of the replicas (for workload identity / IRSA).
+        storage_secret: Secret whose keys become environment variables (storage credentials).
+        env: Extra plain environment variables (never secrets).
+        pvc_name: PVC mounted at `pvc_mount` in every replica (the volume data bridge).
+        pvc_mount: Where the PVC is mounted.
+        backoff_limit: Pod restarts allowed before the job fails.
+        ttl_seconds_after_finished: The operator deletes the finished job after this.
+        active_deadline_seconds: Hard limit on the job's run time; 0 for none.
+        clean_pod_policy: "Running", "All" or "None".
+        elastic_min_replicas: With `elastic_max_replicas`, makes the job elastic; 0 for fixed size.
+        elastic_max_replicas: Upper bound of replicas for an elastic job.
+        max_restarts: torchrun restarts of the worker group (elastic recovery).
+        labels: Labels for the job and its pods.
+        annotations: Annotations for the job's pods.
+        resources: Kubernetes resource requirements (`{"limits": ..., "requests": ...}`) that
+            replace cpu/memory/gpus_per_worker; what KFP passes through from the task.
+        affinity: Kubernetes affinity for the replicas (passed through from the task).
+        extra_env: Kubernetes env entries (passed through from the task).
+    """
+
+    image: str
+    namespace: str = ""
+    num_workers: int = 2
+    nproc_per_node: int = 1
+    gpus_per_worker: int = 0
+    cpu: str = "2"
+    memory: str = "8Gi"
+    shm_size: str = "2Gi"
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    queue_name: str = ""
+    service_account: str = ""
+    storage_secret: str = ""
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    pvc_name: str = ""
+    pvc_mount: str = "/mnt/mlworkloads"
+    backoff_limit: int = 3
+    ttl_seconds_after_finished: int = 3600
+    active_deadline_seconds: int = 0
+    clean_pod_policy: str = "Running"
+    elastic_min_replicas: int = 0
+    elastic_max_replicas: int = 0
+    max_restarts: int = 0
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
+    affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra_env: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        for name in ("num_workers", "nproc_per_node"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r}: expected at least 1.")
+        for name in (
+            "gpus_per_worker",
+            "backoff_limit",
+            "ttl_seconds_after_finished",
+            "active_deadline_seconds",
+            "max_restarts",
+            "elastic_min_replicas",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name}={value!r}: expected 0 or more.")
+        if self.gpus_per_worker and self.nproc_per_node > self.gpus_per_worker:
+            raise ConfigError(
+                f"nproc_per_node={self.nproc_per_node} is more processes than gpus_per_worker="
+                f"{self.gpus_per_worker}: run one process per GPU."
+            )
+        if self.clean_pod_policy not in CLEAN_POD_POLICIES:
+            raise ConfigError(
+                f"clean_pod_policy={self.clean_pod_policy!r}: expected one of {CLEAN_POD_POLICIES}."
+            )
+        if self.elastic_max_replicas and not (
+            1 <= self.elastic_min_replicas <= self.num_workers <= self.elastic_max_replicas
+        ):
+            raise ConfigError(
+                f"elastic_min_replicas={self.elastic_min_replicas} <= num_workers={self.num_workers} <= "
+                f"elastic_max_replicas={self.elastic_max_replicas} must hold for an elastic job."
+            )
+        for i, toleration in enumerate(self.tolerations):
+            unknown = set(toleration) - {"key", "operator", "value", "effect", "tolerationSeconds"}
+            if not isinstance(toleration, dict) or unknown:
+                raise ConfigError(f"tolerations[{i}]={toleration!r}: unknown keys {sorted(unknown)}.")
+
+
+def job_name(run_id: str, task_name: str, prefix: str = "train") -> str:
+    """A DNS-1123 name that is stable for one task of one run, so a retried step finds its job."""
+    digest = hashlib.sha256(f"{run_id}/{task_name}".encode()).hexdigest()[:12]
+    slug = re.sub(r"[^a-z0-9-]+", "-", task_name.lower()).strip("-")[:30].strip("-")
+    return f"{prefix}-{slug}-{digest}" if slug else f"{prefix}-{digest}"
+
+
+def build_job(
+    name: str, namespace: str, settings: JobSettings, config: TrainConfig
+) -> models.KubeflowOrgV1PyTorchJob:
+    """The PyTorchJob, from the kubeflow-training SDK's typed models."""
+    labels = {**settings.labels, "app.kubernetes.io/managed-by": "mlworkloads"}
+    if settings.queue_name:
+        labels[KUEUE_QUEUE_LABEL] = settings.queue_name
+    torchrun = ["torchrun"]
+    if settings.max_restarts:
+        torchrun.append(f"--max-restarts={settings.max_restarts}")
+    container = k8s.V1Container(
+        name=kf.PYTORCHJOB_CONTAINER,
+        image=settings.image,
+        command=[*torchrun, "-m", "mlworkloads.training", "--config-json", config.to_json()],
+        env=[k8s.V1EnvVar(name=k, value=v) for k, v in sorted(settings.env.items())]
+        + [_env_entry(e) for e in settings.extra_env]
+        or None,
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.storage_secret))]
+        if settings.storage_secret
+        else None,
+        resources=_resources(settings),
+        volume_mounts=_volume_mounts(settings),
+    )
+    pod = k8s.V1PodTemplateSpec(
+        metadata=k8s.V1ObjectMeta(
+            labels=labels, annotations={ISTIO_INJECT_ANNOTATION: "false", **settings.annotations}
+        ),
+        spec=k8s.V1PodSpec(
+            containers=[container],
+            node_selector=settings.node_selector or None,
+            tolerations=[k8s.V1Toleration(**_snake(t)) for t in settings.tolerations] or None,
+            service_account_name=settings.service_account or None,
+            affinity=_typed(settings.affinity, "V1Affinity") if settings.affinity else None,
+            volumes=_volumes(settings),
+        ),
+    )
+    replicas = {
+        "Master": models.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy="OnFailure", template=pod)
+    }
+    if settings.num_workers > 1:
+        replicas["Worker"] = models.KubeflowOrgV1ReplicaSpec(
+            replicas=settings.num_workers - 1, restart_policy="OnFailure", template=pod
+        )
+    elastic = None
+    if settings.elastic_max_replicas:
+        elastic = models.KubeflowOrgV1ElasticPolicy(
+            min_replicas=settings.elastic_min_replicas,
+            max_replicas=settings.elastic_max_replicas,
+            max_restarts=settings.max_restarts or None,
+            rdzv_backend="c10d",
+        )
+    return models.KubeflowOrgV1PyTorchJob(
+        api_version=kf.API_VERSION,
+        kind=kf.PYTORCHJOB_KIND,
+        metadata=k8s.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
+        spec=models.KubeflowOrgV1PyTorchJobSpec(
+            nproc_per_node=str(settings.nproc_per_node),
+            pytorch_replica_specs=replicas,
+            elastic_policy=elastic,
+            run_policy=models.KubeflowOrgV1RunPolicy(
+                backoff_limit=settings.backoff_limit,
+                ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
+                active_deadline_seconds=settings.active_deadline_seconds or None,
+                clean_pod_policy=settings.clean_pod_policy,
+            ),
+        ),
+    )
+
+
+def _typed(value: dict[str, Any], kind: str):
+    """A Kubernetes JSON fragment (camelCase, as KFP passes it through) as the client's typed model."""
+    return k8s.ApiClient().deserialize(FakeResponse(value), kind)
+
+
+def _env_entry(entry: dict[str, Any]) -> k8s.V1EnvVar:
+    return _typed(entry, "V1EnvVar")
+
+
+def _snake(toleration: dict[str, Any]) -> dict[str, Any]:
+    return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in toleration.items()}
+
+
+def _resources(settings: JobSettings) -> k8s.V1ResourceRequirements:
+    if settings.resources:
+        limits = dict(settings.resources.get("limits") or {})
+        # A GPU request must equal its limit; Kubernetes refuses anything else.
+        requests = {
+            **(settings.resources.get("requests") or {}),
+            **{k: v for k, v in limits.items() if "gpu" in k},
+        }
+        return k8s.V1ResourceRequirements(requests=requests or None, limits=limits or None)
+    amounts = {"cpu": settings.cpu, "memory": settings.memory}
+    if settings.gpus_per_worker:
+        amounts["nvidia.com/gpu"] = str(settings.gpus_per_worker)
+    return k8s.V1ResourceRequirements(requests=dict(amounts), limits=dict(amounts))
+
+
+def _volumes(settings: JobSettings) -> list[k8s.V1Volume]:
+    volumes = [
+        k8s.V1Volume(
+            name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=settings.shm_size)
+        )
+    ]
+    if settings.pvc_name:
+        volumes.append(
+            k8s.V1Volume(
+                name="bridge",
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.pvc_name),
+            )
+        )
+    return volumes
+
+
+def _volume_mounts(settings: JobSettings) -> list[k8s.V1VolumeMount]:
+    mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+    if settings.pvc_name:
+        mounts.append(k8s.V1VolumeMount(name="bridge", mount_path=settings.pvc_mount))
+    return mounts
+
+
+# ---- running it ---------------------------------------------------------------------------
+
+
+class JobFailed(RuntimeError):
+    """The PyTorchJob failed or timed out; the message has its conditions, events and log tails."""
+
+
+def permission_hint(err: BaseException, verb: str, resource: str, namespace: str) -> BaseException:
+    """Turns a 403 into an error that says which permission is missing."""
+    cause = err if isinstance(err, ApiException) else err.__cause__
+    if isinstance(cause, ApiException) and cause.status == 403:
+        return PermissionError(
+            f"the pipeline's service account may not {verb} {resource} in namespace {namespace!r} "
+            f"(HTTP 403). Apply training/rbac.yaml (Role and RoleBinding) to that namespace: "
+            f"`mlworkloads rbac | kubectl apply -n {namespace} -f -`."
+        )
+    return err
+
+
+class PyTorchJobRunner:
+    """Creates (or adopts), waits for, reports on and deletes one PyTorchJob."""
+
+    def __init__(self, client: TrainingClient, namespace: str, echo: Callable[[str], None] = print):
+        self.client = client
+        self.namespace = namespace
+        self.echo = echo
+
+    def create_or_adopt(self, job: models.KubeflowOrgV1PyTorchJob) -> bool:
+        """Creates the job; returns False when a job of that name exists already (a retried step)."""
+        name = job.metadata.name
+        try:
+            self.client.create_job(job=job, namespace=self.namespace)
+            self.echo(f"created PyTorchJob {self.namespace}/{name}")
+            return True
+        except RuntimeError as err:
+            cause = err.__cause__
+            if isinstance(cause, ApiException) and cause.status == 409:
+                self.echo(f"adopting the existing PyTorchJob {self.namespace}/{name} (step retried)")
+                return False
+            raise permission_hint(err, "create", "pytorchjobs.kubeflow.org", self.namespace) from err
+
+    def run(
+        self,
+        job: models.KubeflowOrgV1PyTorchJob,
+        wait_timeout: int,
+        poll_interval: int = 5,
+        keep_job: bool = False,
+    ) -> models.KubeflowOrgV1PyTorchJob:
+        """Runs the job to Succeeded, streaming the master's log; deletes it on every exit path
+        (after success too, unless `keep_job`).
+
+        Raises:
+            JobFailed: the job failed (with conditions, events and every replica's log tail) or
+                did not finish within `wait_timeout` seconds.
+        """
+        name = job.metadata.name
+        self.create_or_adopt(job)
+        stop = threading.Event()
+        streamer = threading.Thread(target=self._stream_master_log, args=(name, stop), daemon=True)
+        streamer.start()
+        succeeded = False
+        try:
+            try:
+                finished = self.client.wait_for_job_conditions(
+                    name=name,
+                    namespace=self.namespace,
+                    expected_conditions={kf.JOB_CONDITION_SUCCEEDED},
+                    wait_timeout=wait_timeout,
+                    polling_interval=poll_interval,
+                    timeout=30,
+                )
+            except TimeoutError as err:
+                raise JobFailed(
+                    f"PyTorchJob {self.namespace}/{name} did not succeed within {wait_timeout} s; it is "
+                    f"deleted.\n{self.diagnosis(name)}"
+                ) from err
+            except RuntimeError as err:
+                hint = permission_hint(err, "get", "pytorchjobs.kubeflow.org", self.namespace)
+                if hint is not err:
+                    raise hint from err
+                raise JobFailed(
+                    f"PyTorchJob {self.namespace}/{name} failed.\n{self.diagnosis(name)}"
+                ) from err
+            succeeded = True
+            return finished
+        finally:
+            stop.set()
+            streamer.join(timeout=10)
+            if not (succeeded and keep_job):
+                self.delete(name)
+
+    def delete(self, name: str) -> None:
+        try:
+            self.client.delete_job(name=name, namespace=self.namespace)
+            self.echo(f"deleted PyTorchJob {self.namespace}/{name}")
+        except RuntimeError as err:
+            cause = err.__cause__
+            if isinstance(cause, ApiException) and cause.status == 404:
+                return
+            raise permission_hint(err, "delete", "pytorchjobs.kubeflow.org", self.namespace) from err
+
+    def diagnosis(self, name: str) -> str:
+        """Conditions, events and the last lines of every replica's log, for an error message."""
+        parts = []
+        with contextlib.suppress(Exception):
+            job = self.client.get_job(name=name, namespace=self.namespace)
+            for c in (job.status.conditions or []) if job.status else []:
+                parts.append(f"condition {c.type}={c.status}: {c.reason or ''} {c.message or ''}".rstrip())
+        with contextlib.suppress(Exception):
+            events = self.client.core_api.list_namespaced_event(self.namespace)
+            for event in events.items:
+                involved = event.involved_object.name or ""
+                if involved == name or involved.startswith(f"{name}-"):
+                    parts.append(f"event {involved}: {event.reason}: {event.message}")
+        with contextlib.suppress(Exception):
+            logs, _ = self.client.get_job_logs(name=name, namespace=self.namespace, is_master=False)
+            for pod, text in sorted(logs.items()):
+                lines = text.rstrip().splitlines()[-LOG_TAIL_LINES:]
+                parts.append(f"--- last {len(lines)} log lines of {pod} ---\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    def _stream_master_log(self, name: str, stop: threading.Event) -> None:
+        """Follows the master's log into ours, waiting while its pod is Pending."""
+        core = self.client.core_api
+        while not stop.is_set():
+            try:
+                pods = self.client.get_job_pods(
+                    name=name, namespace=self.namespace, is_master=True, timeout=10
+                )
+            except Exception:  # noqa: BLE001 - the job may not have pods yet
+                pods = []
+            running = [p for p in pods if p.status and p.status.phase not in (None, kf.POD_PHASE_PENDING)]
+            if not running:
+                stop.wait(1.0)
+                continue
+            try:
+                for line in watch.Watch().stream(
+                    core.read_namespaced_pod_log,
+                    name=running[0].metadata.name,
+                    namespace=self.namespace,
+                    container=kf.PYTORCHJOB_CONTAINER,
+                ):
+                    self.echo(f"[{running[0].metadata.name}] {line}")
+                    if stop.is_set():
+                        return
+                return
+            except Exception as err:  # noqa: BLE001 - pod restarted or went away; try again
+                log.debug("log stream of %s ended: %s", name, err)
+                stop.wait(1.0)
+
+
+def manifest_dict(job: models.KubeflowOrgV1PyTorchJob) -> dict[str, Any]:
+    """The job as the API server receives it (camelCase keys)."""
+    return k8s.ApiClient().sanitize_for_serialization(job)
+
+
+def manifest_json(job: models.KubeflowOrgV1PyTorchJob) -> str:
+    return json.dumps(manifest_dict(job), indent=2, sort_keys=True)

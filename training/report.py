@@ -1,0 +1,50 @@
+"""The training report: loss and validation-metric curves as an HTML page the KFP UI shows."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display in a pipeline pod
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def curves_html(history: list[dict[str, Any]], title: str = "Training curves") -> str:
+    """An HTML page with the per-epoch curves (embedded PNG) and the history as a table."""
+    if not history:
+        return f"<html><body><h1>{html.escape(title)}</h1><p>No epochs were run.</p></body></html>\n"
+    epochs = [h["epoch"] + 1 for h in history]
+    metric = next(k for k in history[0] if k.startswith("validation_") and k != "validation_loss")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    left.plot(epochs, [h["validation_loss"] for h in history], marker="o", label="validation loss")
+    left.set_xlabel("epoch")
+    left.legend()
+    right.plot(epochs, [h[metric] for h in history], marker="o", color="tab:green")
+    right.set_xlabel("epoch")
+    right.set_title(metric.replace("_", " "))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    image = base64.b64encode(buffer.getvalue()).decode()
+    columns = list(history[0])
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_cell(h.get(c))}</td>" for c in columns) + "</tr>" for h in history
+    )
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    return (
+        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><img alt='curves' src='data:image/png;base64,{image}'/>"
+        f"<table border='1' cellpadding='4'><tr>{header}</tr>{rows}</table></body></html>\n"
+    )
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
