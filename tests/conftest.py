@@ -98,3 +98,43 @@ def flights_sample(flights_table) -> pa.Table:
 
     rows = np.sort(np.random.default_rng(7).choice(flights_table.num_rows, 6000, replace=False))
     return flights_table.take(pa.array(rows))
+
+
+def prepare_features(table: pa.Table, directory, label: str = "late") -> dict[str, str]:
+    """Runs split and preprocess on `table`; returns the paths the trainer reads."""
+    import pyarrow.parquet as pq
+    from mlworkloads.data import steps
+    from mlworkloads.data.preprocessor import PreprocessorOptions
+
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = directory / "raw.parquet"
+    pq.write_table(table, raw)
+    splits = {name: str(directory / f"{name}.parquet") for name in ("train", "validation", "test")}
+    steps.split_step(str(raw), splits, label, 0.1, 0.1, seed=0, stratify=True)
+    features = {name: str(directory / f"{name}_features.parquet") for name in splits}
+    steps.preprocess_step(
+        splits,
+        PreprocessorOptions(label_column=label, categorical_columns=["flight"]),
+        str(directory / "preprocessor.json"),
+        features,
+    )
+    return {
+        **{f"{k}_raw": v for k, v in splits.items()},
+        **features,
+        "preprocessor": str(directory / "preprocessor.json"),
+    }
+
+
+@pytest.fixture(scope="session")
+def flights_features(flights_table, tmp_path_factory) -> dict[str, str]:
+    """Preprocessed features of the whole real flights table."""
+    return prepare_features(flights_table, tmp_path_factory.mktemp("flights-full"))
+
+
+@pytest.fixture(scope="session")
+def sample_features(flights_table, tmp_path_factory) -> dict[str, str]:
+    """Preprocessed features of a fixed 40,000-row random sample of the flights table."""
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(11).choice(flights_table.num_rows, 40_000, replace=False))
+    return prepare_features(flights_table.take(pa.array(rows)), tmp_path_factory.mktemp("flights-sample"))

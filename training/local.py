@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+import psutil
 from mlworkloads.training.checkpoint import latest_pointer
 from mlworkloads.training.config import TrainConfig
 
@@ -118,6 +119,15 @@ def _stop_group_on_exit(process: subprocess.Popen):
 
 
 def _kill_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """Stops torchrun and every worker it started.
+
+    torchrun's agent stops its workers on SIGTERM; the workers run in process groups of their
+    own, so anything still alive after the grace period is killed by walking the process tree.
+    """
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -126,6 +136,15 @@ def _kill_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    kill_tree(tree)
+
+
+def kill_tree(processes: list[psutil.Process]) -> None:
+    """SIGKILLs the given processes that are still alive and waits for them."""
+    for child in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(processes, timeout=5)
 
 
 def _is_main_thread() -> bool:
