@@ -105,6 +105,17 @@ def demo_command(
     run_command("data_pipeline", [], runs_dir)
 
 
+@app.command("rbac")
+def rbac_command():
+    """Print the Role and RoleBinding the pipeline's service account needs (kubectl apply -f -)."""
+    from importlib import resources
+
+    for package in ("mlworkloads.training", "mlworkloads.serving"):
+        path = resources.files(package) / "rbac.yaml"
+        if path.is_file():
+            typer.echo("---\n" + path.read_text(encoding="utf-8").strip())
+
+
 @app.command("images")
 def images_command(
     build: Annotated[

@@ -138,3 +138,16 @@ def sample_features(flights_table, tmp_path_factory) -> dict[str, str]:
 
     rows = np.sort(np.random.default_rng(11).choice(flights_table.num_rows, 40_000, replace=False))
     return prepare_features(flights_table.take(pa.array(rows)), tmp_path_factory.mktemp("flights-sample"))
+
+
+@pytest.fixture
+def emulated_cluster(tmp_path, monkeypatch):
+    """An EMULATED Kubernetes API on 127.0.0.1 (see support/emulated_cluster.py), with KUBECONFIG set."""
+    from support.emulated_cluster import EmulatedCluster
+
+    workdir = tmp_path / "emulated-node"
+    workdir.mkdir()
+    with EmulatedCluster(str(workdir)) as cluster:
+        monkeypatch.setenv("KUBECONFIG", cluster.write_kubeconfig(str(tmp_path / "kubeconfig")))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        yield cluster

@@ -76,6 +76,7 @@ def train(
     wait_timeout_seconds: int = 86400,
     keep_job: bool = False,
     max_restarts: int = 0,
+    poll_interval_seconds: int = 5,
     client_factory: Callable[[], Any] | None = None,
     echo: Callable[[str], None] = lambda line: print(
         line, end="" if line.endswith("\n") else "\n", flush=True
@@ -108,21 +109,22 @@ def train(
         run_torchrun(config, nproc_per_node=nproc_per_node, max_restarts=max_restarts, echo=echo)
         return _collect(config.output_uri, model_dir)
     return _train_on_cluster(
-        train_features,
-        validation_features,
-        preprocessor,
-        model_dir,
-        model_uri or model_dir,
-        training,
-        job or {},
-        bridge,
-        run_id,
-        task_name,
-        wait_timeout_seconds,
-        keep_job,
-        max_restarts,
-        client_factory,
-        echo,
+        train_features=train_features,
+        validation_features=validation_features,
+        preprocessor=preprocessor,
+        model_dir=model_dir,
+        model_uri=model_uri or model_dir,
+        training=training,
+        job=job or {},
+        bridge=bridge,
+        run_id=run_id,
+        task_name=task_name,
+        wait_timeout_seconds=wait_timeout_seconds,
+        keep_job=keep_job,
+        max_restarts=max_restarts,
+        poll_interval_seconds=poll_interval_seconds,
+        client_factory=client_factory,
+        echo=echo,
     )
 
 
@@ -190,22 +192,24 @@ def _collect(exported_uri: str, model_dir: str) -> dict[str, Any]:
 
 
 def _train_on_cluster(
-    train_features,
-    validation_features,
-    preprocessor,
-    model_dir,
-    model_uri,
-    training,
-    job,
-    bridge,
-    run_id,
-    task_name,
-    wait_timeout_seconds,
-    keep_job,
-    max_restarts,
-    client_factory,
-    echo,
-):
+    *,
+    train_features: Inputs,
+    validation_features: Inputs,
+    preprocessor: Inputs,
+    model_dir: str,
+    model_uri: str,
+    training: dict[str, Any],
+    job: dict[str, Any],
+    bridge: str,
+    run_id: str,
+    task_name: str,
+    wait_timeout_seconds: int,
+    keep_job: bool,
+    max_restarts: int,
+    poll_interval_seconds: int,
+    client_factory: Callable[[], Any] | None,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
     from kubeflow.training import TrainingClient
     from kubeflow.training.utils.utils import get_default_target_namespace
     from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job, job_name
@@ -243,9 +247,17 @@ def _train_on_cluster(
         checkpoint_uri=f"{staging}/checkpoints",
     )
     manifest = build_job(name, namespace, settings, config)
-    client = client_factory() if client_factory else TrainingClient(namespace=namespace)
+    # KUBECONFIG is read now, not when the kubernetes package was imported; inside a pod the
+    # client falls back to the in-cluster service account.
+    client = (
+        client_factory()
+        if client_factory
+        else TrainingClient(config_file=os.environ.get("KUBECONFIG") or None, namespace=namespace)
+    )
     runner = PyTorchJobRunner(client, namespace, echo=echo)
-    runner.run(manifest, wait_timeout=wait_timeout_seconds, keep_job=keep_job)
+    runner.run(
+        manifest, wait_timeout=wait_timeout_seconds, poll_interval=poll_interval_seconds, keep_job=keep_job
+    )
     summary = _collect(config.output_uri, model_dir)
     summary["job_name"] = name
     return summary

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import psutil
 from mlworkloads.training.checkpoint import latest_pointer
 from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.logs import digest
 
 LOG_TAIL_LINES = 40
 
@@ -55,7 +56,7 @@ def run_torchrun(
     """
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node={nproc_per_node!r}: expected at least 1 process.")
-    tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    tail: collections.deque[str] = collections.deque(maxlen=4 * LOG_TAIL_LINES)
     with tempfile.TemporaryDirectory(prefix="mlworkloads-train-") as tmp:
         config_path = os.path.join(tmp, "config.json")
         with open(config_path, "w", encoding="utf-8") as f:
@@ -88,8 +89,8 @@ def run_torchrun(
             else "no checkpoint was written"
         )
         raise TrainingFailed(
-            f"torchrun exited with code {code}; {where}.\n{_failure_summary(tail)}--- last log lines ---\n"
-            + "".join(tail)
+            f"torchrun exited with code {code}; {where}.\n{_failure_summary(tail)}--- log ---\n"
+            + digest(list(tail), LOG_TAIL_LINES)
         )
 
 

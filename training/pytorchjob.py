@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.logs import digest
 
 log = logging.getLogger(__name__)
 
@@ -380,8 +381,7 @@ class PyTorchJobRunner:
         with contextlib.suppress(Exception):
             logs, _ = self.client.get_job_logs(name=name, namespace=self.namespace, is_master=False)
             for pod, text in sorted(logs.items()):
-                lines = text.rstrip().splitlines()[-LOG_TAIL_LINES:]
-                parts.append(f"--- last {len(lines)} log lines of {pod} ---\n" + "\n".join(lines))
+                parts.append(f"--- log of {pod} ---\n" + digest(text.splitlines(), LOG_TAIL_LINES).rstrip())
         return "\n".join(parts)
 
     def _stream_master_log(self, name: str, stop: threading.Event) -> None:
@@ -392,7 +392,8 @@ class PyTorchJobRunner:
                 pods = self.client.get_job_pods(
                     name=name, namespace=self.namespace, is_master=True, timeout=10
                 )
-            except Exception:  # noqa: BLE001 - the job may not have pods yet
+            except Exception as err:  # noqa: BLE001 - the job may not have pods yet
+                log.debug("no pods of %s yet: %s", name, err)
                 pods = []
             running = [p for p in pods if p.status and p.status.phase not in (None, kf.POD_PHASE_PENDING)]
             if not running:

@@ -9,6 +9,7 @@ on start, because PyTorchJob restarts pods.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import random
 import time
@@ -20,7 +21,7 @@ import torch
 import torch.distributed as dist
 from mlworkloads.data import metrics as quality
 from mlworkloads.data.preprocessor import Features, Preprocessor
-from mlworkloads.data.storage import atomic_open, filesystem, read_bytes
+from mlworkloads.data.storage import atomic_open, read_bytes
 from mlworkloads.training import checkpoint, distributed, export
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.model import build_model, feature_spec
@@ -45,9 +46,7 @@ class Split:
 
 def load_split(uri: str, preprocessor: Preprocessor, device: torch.device) -> Split:
     """Reads preprocessed features (Parquet, any fsspec URI) into tensors on `device`."""
-    fs, path = filesystem(uri)
-    with fs.open(path, "rb") as f:
-        table = pq.read_table(f)
+    table = pq.read_table(io.BytesIO(read_bytes(uri)))
     features, labels = preprocessor.from_table(table)
     return Split(
         numeric=torch.from_numpy(features.numeric).to(device),

@@ -1,0 +1,259 @@
+"""The PyTorchJob launcher through the real TrainingClient, against an EMULATED cluster."""
+
+import os
+import pathlib
+
+import pytest
+import yaml
+from kubeflow.training import TrainingClient
+from mlworkloads.training import launch
+from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.pytorchjob import JobFailed, JobSettings, build_job, job_name, manifest_dict
+
+from mlworkloads.images import TRAINER_IMAGE
+
+TRAINING = {"epochs": 1, "batch_size": 512, "hidden_sizes": [32]}
+
+
+def _train(features, tmp_path, job=None, **kwargs):
+    inputs = {k: launch.Inputs(features[k], features[k]) for k in ("train", "validation", "preprocessor")}
+    lines = []
+    options = dict(
+        backend="pytorchjob",
+        run_id="run-1",
+        task_name="train-pytorchjob",
+        poll_interval_seconds=1,
+        wait_timeout_seconds=300,
+        echo=lines.append,
+    )
+    options.update(kwargs)
+    summary = launch.train(
+        train_features=inputs["train"],
+        validation_features=inputs["validation"],
+        preprocessor=inputs["preprocessor"],
+        model_dir=str(tmp_path / "out" / "model"),
+        training=TRAINING,
+        job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1, **(job or {})},
+        **options,
+    )
+    return summary, lines
+
+
+@pytest.mark.e2e
+def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(
+    sample_features, tmp_path, emulated_cluster
+):
+    summary, lines = _train(sample_features, tmp_path)
+    assert sorted(os.listdir(tmp_path / "out" / "model")) == [
+        "metrics.json",
+        "model.json",
+        "model.pt",
+        "preprocessor.json",
+    ]
+    assert summary["world_size"] == 2 and summary["metrics"]["validation_roc_auc"] > 0.6
+    assert any("[train-train-pytorchjob-" in line and "epoch 1/1" in line for line in lines), lines
+    assert emulated_cluster.jobs() == []
+
+
+@pytest.mark.e2e
+def test_a_failing_replica_fails_the_step_with_its_log_tail_and_no_job_is_left(
+    sample_features, tmp_path, emulated_cluster
+):
+    broken = dict(sample_features, train=str(tmp_path / "missing.parquet"))
+    with pytest.raises(JobFailed) as err:
+        _train(broken, tmp_path)
+    message = str(err.value)
+    assert "condition Failed=True" in message
+    assert "--- log of train-train-pytorchjob-" in message
+    assert f"error: file not found: '{tmp_path / 'missing.parquet'}'" in message
+    assert emulated_cluster.jobs() == []
+
+
+def test_a_job_that_stays_pending_times_out_and_is_deleted(sample_features, tmp_path, emulated_cluster):
+    with pytest.raises(JobFailed) as err:
+        _train(sample_features, tmp_path, job={"gpus_per_worker": 1}, wait_timeout_seconds=3)
+    assert "did not succeed within 3 s" in str(err.value)
+    assert "Insufficient nvidia.com/gpu" in str(err.value)
+    assert emulated_cluster.jobs() == []
+
+
+@pytest.mark.e2e
+def test_a_retried_step_adopts_the_job_it_already_created(sample_features, tmp_path, emulated_cluster):
+    name = job_name("run-1", "train-pytorchjob")
+    staging = str(tmp_path / "out" / name)
+    first_attempt = build_job(
+        name,
+        "default",
+        JobSettings(image=TRAINER_IMAGE, num_workers=2),
+        TrainConfig(
+            train_uri=sample_features["train"],
+            validation_uri=sample_features["validation"],
+            preprocessor_uri=sample_features["preprocessor"],
+            output_uri=f"{staging}/model",
+            checkpoint_uri=f"{staging}/checkpoints",
+            **TRAINING,
+        ),
+    )
+    TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(job=first_attempt, namespace="default")
+    summary, lines = _train(sample_features, tmp_path)
+    assert any("adopting the existing PyTorchJob" in line for line in lines)
+    assert emulated_cluster.calls[("create", "pytorchjobs.kubeflow.org")] == 2  # one 201, one 409
+    assert summary["job_name"] == name
+
+
+def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, emulated_cluster):
+    settings = JobSettings(
+        image=TRAINER_IMAGE,
+        num_workers=3,
+        nproc_per_node=4,
+        gpus_per_worker=4,
+        cpu="8",
+        memory="32Gi",
+        node_selector={"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        queue_name="team-a",
+        shm_size="16Gi",
+        backoff_limit=2,
+        active_deadline_seconds=7200,
+        elastic_min_replicas=2,
+        elastic_max_replicas=4,
+        max_restarts=3,
+    )
+    config = TrainConfig(
+        train_uri="s3://b/t", validation_uri="s3://b/v", preprocessor_uri="s3://b/p", output_uri="s3://b/m"
+    )
+    TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(
+        job=build_job("gpu-job", "default", settings, config), namespace="default"
+    )
+    (stored,) = emulated_cluster.jobs()  # what the API server received, as JSON
+    assert stored["apiVersion"] == "kubeflow.org/v1" and stored["kind"] == "PyTorchJob"
+    spec = stored["spec"]
+    assert spec["nprocPerNode"] == "4"
+    assert spec["pytorchReplicaSpecs"]["Master"]["replicas"] == 1
+    assert spec["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
+    assert spec["runPolicy"] == {
+        "backoffLimit": 2,
+        "ttlSecondsAfterFinished": 3600,
+        "activeDeadlineSeconds": 7200,
+        "cleanPodPolicy": "Running",
+    }
+    assert spec["elasticPolicy"] == {
+        "minReplicas": 2,
+        "maxReplicas": 4,
+        "maxRestarts": 3,
+        "rdzvBackend": "c10d",
+    }
+    pod = spec["pytorchReplicaSpecs"]["Worker"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["name"] == "pytorch" and container["image"] == TRAINER_IMAGE
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "4"
+    assert container["command"][:2] == ["torchrun", "--max-restarts=3"]
+    assert pod["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["spec"]["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert stored["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+
+
+def test_task_resources_passed_through_by_kfp_replace_the_defaults():
+    settings = JobSettings(
+        image=TRAINER_IMAGE,
+        resources={"limits": {"nvidia.com/gpu": "2", "cpu": "4"}, "requests": {"cpu": "2"}},
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100"]}]}
+                    ]
+                }
+            }
+        },
+        extra_env=[{"name": "NCCL_DEBUG", "value": "INFO"}],
+    )
+    config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
+    pod = manifest_dict(build_job("j", "ns", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"][
+        "template"
+    ]
+    container = pod["spec"]["containers"][0]
+    assert container["resources"] == {
+        "limits": {"nvidia.com/gpu": "2", "cpu": "4"},
+        "requests": {"cpu": "2", "nvidia.com/gpu": "2"},
+    }
+    assert {"name": "NCCL_DEBUG", "value": "INFO"} in container["env"]
+    assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+
+
+def test_a_forbidden_create_says_which_permission_is_missing(sample_features, tmp_path, emulated_cluster):
+    emulated_cluster.deny.add(("create", "pytorchjobs.kubeflow.org"))
+    with pytest.raises(PermissionError) as err:
+        _train(sample_features, tmp_path)
+    assert "may not create pytorchjobs.kubeflow.org in namespace 'default' (HTTP 403)" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        ({"num_workers": 0}, "num_workers=0: expected at least 1"),
+        (
+            {"gpus_per_worker": 2, "nproc_per_node": 4},
+            "nproc_per_node=4 is more processes than gpus_per_worker=2",
+        ),
+        ({"clean_pod_policy": "Sometimes"}, "clean_pod_policy='Sometimes'"),
+        ({"elastic_max_replicas": 2, "elastic_min_replicas": 3}, "must hold for an elastic job"),
+    ],
+)
+def test_bad_job_settings_are_refused_before_anything_is_created(
+    sample_features, tmp_path, emulated_cluster, job, message
+):
+    with pytest.raises(ConfigError) as err:
+        _train(sample_features, tmp_path, job=job)
+    assert message in str(err.value)
+    assert not emulated_cluster.calls
+
+
+def test_a_label_missing_from_the_data_is_refused_before_launch(sample_features, tmp_path):
+    raw = dict(sample_features, train=sample_features["train_raw"])
+    inputs = {k: launch.Inputs(raw[k], raw[k]) for k in ("train", "validation", "preprocessor")}
+    with pytest.raises(ConfigError, match="have no label column"):
+        launch.train(
+            train_features=inputs["train"],
+            validation_features=inputs["validation"],
+            preprocessor=inputs["preprocessor"],
+            model_dir=str(tmp_path / "m"),
+            training=TRAINING,
+            backend="local",
+        )
+
+
+def test_job_names_are_stable_per_task_and_distinct_across_runs():
+    assert job_name("run-1", "train-pytorchjob") == job_name("run-1", "train-pytorchjob")
+    assert job_name("run-1", "train-pytorchjob") != job_name("run-2", "train-pytorchjob")
+    assert len(job_name("x" * 300, "Train_PyTorchJob " * 10)) <= 63
+
+
+@pytest.mark.e2e
+def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no_more(
+    sample_features, tmp_path, emulated_cluster
+):
+    _train(sample_features, tmp_path)  # the success path
+    with pytest.raises(JobFailed):  # and the failure path, which reads events and every replica's log
+        _train(dict(sample_features, train=str(tmp_path / "missing")), tmp_path / "again", run_id="run-2")
+    role = next(
+        d
+        for d in yaml.safe_load_all(pathlib.Path(launch.__file__).with_name("rbac.yaml").read_text())
+        if d["kind"] == "Role"
+    )
+    granted = {
+        (verb, resource if not group else f"{resource}.{group}")
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    used = set(emulated_cluster.calls)
+    assert used <= granted, f"not granted: {used - granted}"
+    assert granted <= used, f"granted but unused: {granted - used}"
