@@ -5,12 +5,16 @@ Every component is a lightweight Python component whose base image is this proje
 the same under `kfp.local.SubprocessRunner` and in a cluster.
 """
 
+from mlworkloads.components.deploy_inferenceservice import deploy_inferenceservice
+from mlworkloads.components.evaluate_model import evaluate_model
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
 from mlworkloads.components.split_dataset import split_dataset
 from mlworkloads.components.train_pytorchjob import train_pytorchjob
 
 __all__ = [
+    "deploy_inferenceservice",
+    "evaluate_model",
     "fit_preprocessor",
     "ingest_table",
     "split_dataset",

@@ -48,9 +48,7 @@ class IngestConfig:
         if self.max_rows < 0:
             raise DataError(f"max_rows={self.max_rows!r}: expected 0 (all rows) or a positive count.")
         if self.label_column and self.label_column in self.drop_columns:
-            raise DataError(
-                f"label_column {self.label_column!r} is also in drop_columns: remove it from one."
-            )
+            raise DataError(f"label_column {self.label_column!r} is also in drop_columns: remove it from one.")
 
 
 def ingest(config: IngestConfig) -> pa.Table:
@@ -65,8 +63,7 @@ def ingest(config: IngestConfig) -> pa.Table:
     missing = [c for c in config.drop_columns if c not in table.column_names]
     if missing:
         raise DataError(
-            f"drop_columns names {missing!r}, which the table does not have; its columns are "
-            f"{table.column_names!r}."
+            f"drop_columns names {missing!r}, which the table does not have; its columns are {table.column_names!r}."
         )
     table = table.drop_columns(config.drop_columns)
     if config.max_rows:

@@ -166,17 +166,11 @@ class Preprocessor:
 
     def from_table(self, table: pa.Table) -> tuple[Features, np.ndarray]:
         """Inverse of `to_table`: (features, labels) as numpy arrays."""
-        numeric_names = [f"num:{c['name']}" for c in self.numeric] + [
-            f"isnull:{c['name']}" for c in self.numeric
-        ]
+        numeric_names = [f"num:{c['name']}" for c in self.numeric] + [f"isnull:{c['name']}" for c in self.numeric]
         categorical_names = [f"cat:{c['name']}" for c in self.categorical]
-        missing = [
-            n for n in [*numeric_names, *categorical_names, LABEL_COLUMN] if n not in table.column_names
-        ]
+        missing = [n for n in [*numeric_names, *categorical_names, LABEL_COLUMN] if n not in table.column_names]
         if missing:
-            raise DataError(
-                f"the preprocessed table lacks columns {missing!r}: was it made by this preprocessor?"
-            )
+            raise DataError(f"the preprocessed table lacks columns {missing!r}: was it made by this preprocessor?")
         numeric = np.column_stack(
             [table[n].to_numpy() for n in numeric_names] or [np.empty((table.num_rows, 0))]
         ).astype(np.float32)
@@ -205,9 +199,7 @@ class Preprocessor:
     def from_dict(cls, spec: Mapping[str, Any], source: str = "preprocessor spec") -> Preprocessor:
         """Builds a preprocessor from its JSON spec, refusing tampered or newer specs."""
         _validate_spec(spec, source)
-        categorical = [
-            {**c, "_value_set": pa.array(c["vocabulary"], type=pa.string())} for c in spec["categorical"]
-        ]
+        categorical = [{**c, "_value_set": pa.array(c["vocabulary"], type=pa.string())} for c in spec["categorical"]]
         return cls(
             task=spec["task"],
             label=spec["label"]["name"],
@@ -230,8 +222,7 @@ def fit(table: pa.Table, options: PreprocessorOptions) -> Preprocessor:
     """Learns roles, statistics, vocabularies and label classes from the train split only."""
     if options.label_column not in table.column_names:
         raise DataError(
-            f"label_column {options.label_column!r} is not in the table; its columns are "
-            f"{table.column_names!r}."
+            f"label_column {options.label_column!r} is not in the table; its columns are {table.column_names!r}."
         )
     for name in [*options.categorical_columns, *options.numeric_columns, *options.exclude_columns]:
         if name not in table.column_names:
@@ -246,9 +237,7 @@ def fit(table: pa.Table, options: PreprocessorOptions) -> Preprocessor:
         if task == "binary" and len(classes) != 2:
             raise DataError(f"task='binary' but label {options.label_column!r} has {len(classes)} classes.")
     elif not _is_number(labels.type):
-        raise DataError(
-            f"task='regression' needs a numeric label; {options.label_column!r} is {labels.type}."
-        )
+        raise DataError(f"task='regression' needs a numeric label; {options.label_column!r} is {labels.type}.")
 
     numeric, categorical, excluded = [], [], []
     for name in table.column_names:
@@ -411,13 +400,9 @@ def _validate_spec(spec: Any, source: str) -> None:
     label = spec.get("label")
     if not isinstance(label, Mapping) or not isinstance(label.get("name"), str):
         fail("label must be an object with a string 'name'")
-    if spec["task"] != "regression" and not (
-        isinstance(label.get("classes"), list) and len(label["classes"]) >= 2
-    ):
+    if spec["task"] != "regression" and not (isinstance(label.get("classes"), list) and len(label["classes"]) >= 2):
         fail("a classification spec needs label.classes with at least two classes")
-    for entry in (
-        spec.get("numeric", []) if isinstance(spec.get("numeric"), list) else fail("numeric must be a list")
-    ):
+    for entry in spec.get("numeric", []) if isinstance(spec.get("numeric"), list) else fail("numeric must be a list"):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
             fail(f"numeric entry {entry!r} needs a string 'name'")
         for key in ("median", "mean", "std"):

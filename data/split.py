@@ -77,9 +77,7 @@ def split_table(
             some class in train.
     """
     if label_column not in table.column_names:
-        raise DataError(
-            f"label_column {label_column!r} is not in the table; its columns are {table.column_names!r}."
-        )
+        raise DataError(f"label_column {label_column!r} is not in the table; its columns are {table.column_names!r}.")
     strata = None
     if stratify:
         labels = table[label_column]

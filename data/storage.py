@@ -29,6 +29,13 @@ def resolve(uri: str) -> str:
     return flights_path()
 
 
+def artifact_uri(uri: str) -> str:
+    """A KFP artifact URI as fsspec (and KServe's storage initializer) read it: `minio://` is S3."""
+    if uri.startswith("minio://"):
+        return "s3://" + uri.removeprefix("minio://")
+    return uri
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """Returns the fsspec filesystem for `uri` and the path inside it.
 

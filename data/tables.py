@@ -102,9 +102,7 @@ def read_table(uri: str, fmt: str = "auto", schema: dict[str, str] | None = None
     fmt = detect_format(name) if fmt == "auto" else fmt
     table = _parse(uri, payload, fmt, string_columns=list(target_types))
     if table.num_rows == 0:
-        raise DataError(
-            f"{uri!r} has columns {table.column_names!r} but no data rows: expected at least one row."
-        )
+        raise DataError(f"{uri!r} has columns {table.column_names!r} but no data rows: expected at least one row.")
     return cast_columns(table, target_types, source=uri, header_lines=1 if fmt in ("csv", "tsv") else 0)
 
 
@@ -113,8 +111,7 @@ def _parse_schema(schema: dict[str, str]) -> dict[str, pa.DataType]:
     for column, type_name in schema.items():
         if str(type_name).lower() not in TYPE_NAMES:
             raise DataError(
-                f"schema[{column!r}] = {type_name!r} is not a known type; expected one of "
-                f"{sorted(TYPE_NAMES)}."
+                f"schema[{column!r}] = {type_name!r} is not a known type; expected one of {sorted(TYPE_NAMES)}."
             )
         types[column] = TYPE_NAMES[str(type_name).lower()]
     return types
@@ -141,9 +138,7 @@ def _parse(uri: str, payload: bytes, fmt: str, string_columns: list[str]) -> pa.
         raise DataError(f"cannot parse {uri!r} as {fmt}: {err}") from err
 
 
-def cast_columns(
-    table: pa.Table, types: dict[str, pa.DataType], source: str, header_lines: int = 0
-) -> pa.Table:
+def cast_columns(table: pa.Table, types: dict[str, pa.DataType], source: str, header_lines: int = 0) -> pa.Table:
     """Casts the named columns, naming column, row and value when one cannot take its type."""
     for column, target in types.items():
         if column not in table.column_names:

@@ -91,7 +91,7 @@ def run_command(
     for task, path, size in list_artifacts(root):
         typer.echo(f"  {task:<24} {os.path.relpath(path)}  ({size:,} bytes)")
     for task, path, _ in list_artifacts(root):
-        if path.endswith(os.sep + "report"):
+        if task == "ingest-table" and path.endswith(os.sep + "report"):
             typer.echo(f"\n--- {task} report ({os.path.relpath(path)}) ---")
             with open(path, encoding="utf-8") as f:
                 typer.echo(f.read())
@@ -118,9 +118,7 @@ def rbac_command():
 
 @app.command("images")
 def images_command(
-    build: Annotated[
-        bool, typer.Option("--build", help="Run the docker builds (needs a Docker engine).")
-    ] = False,
+    build: Annotated[bool, typer.Option("--build", help="Run the docker builds (needs a Docker engine).")] = False,
 ):
     """Print (or run) the docker build command of every image named in mlworkloads.images."""
     import subprocess

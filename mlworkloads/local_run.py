@@ -40,6 +40,7 @@ def list_artifacts(root: str) -> list[tuple[str, str, int]]:
             if name == "executor_output.json":
                 continue
             path = os.path.join(directory, name)
-            task = os.path.relpath(path, root).split(os.sep)[1:2] or ["?"]
-            found.append((task[0], path, os.path.getsize(path)))
+            parts = os.path.relpath(path, root).split(os.sep)
+            task = parts[1] if len(parts) > 2 else parts[0]
+            found.append((task, path, os.path.getsize(path)))
     return sorted(found, key=lambda item: (os.path.getmtime(item[1]), item[1]))

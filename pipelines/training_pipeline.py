@@ -1,7 +1,14 @@
-"""`training_pipeline`: ingest -> split -> preprocess -> train."""
+"""`training_pipeline`: ingest -> split -> preprocess -> train -> evaluate -> (if passed) deploy."""
 
 from kfp import dsl
-from mlworkloads.components import fit_preprocessor, ingest_table, split_dataset, train_pytorchjob
+from mlworkloads.components import (
+    deploy_inferenceservice,
+    evaluate_model,
+    fit_preprocessor,
+    ingest_table,
+    split_dataset,
+    train_pytorchjob,
+)
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 
 
@@ -29,6 +36,15 @@ def training_pipeline(
     num_workers: int = 2,
     nproc_per_node: int = 2,
     gpus_per_worker: int = 0,
+    thresholds: dict = {"roc_auc": ">=0.70"},
+    champion_service: str = "",
+    min_improvement: float = 0.0,
+    service_name: str = "flights-late",
+    namespace: str = "",
+    deploy_backend: str = "auto",
+    canary_traffic_percent: int = 10,
+    min_replicas: int = 1,
+    max_replicas: int = 3,
 ):
     """Reads a table, prepares it and trains the tabular network with DDP.
 
@@ -57,6 +73,15 @@ def training_pipeline(
         num_workers: PyTorchJob replicas (Master + Workers).
         nproc_per_node: Processes per replica (local processes with the local backend).
         gpus_per_worker: GPUs per replica.
+        thresholds: Gate on test metrics, e.g. {"roc_auc": ">=0.70", "log_loss": "<=0.6"}.
+        champion_service: Live InferenceService whose model the new one must beat; empty for none.
+        min_improvement: How much the new model must beat the champion by.
+        service_name: InferenceService to create or update.
+        namespace: Namespace of the training job and the InferenceService; empty for the run's own.
+        deploy_backend: "auto" (KServe in a cluster, local otherwise), "kserve" or "local".
+        canary_traffic_percent: Traffic share of an update before it is verified and promoted.
+        min_replicas: Minimum predictor replicas.
+        max_replicas: Maximum predictor replicas.
     """
     ingest = ingest_table(
         source_uri=source_uri,
@@ -99,3 +124,26 @@ def training_pipeline(
         gpus_per_worker=gpus_per_worker,
     )
     train.set_caching_options(False)
+    evaluate = evaluate_model(
+        model=train.outputs["model"],
+        test=split.outputs["test"],
+        thresholds=thresholds,
+        champion_service=champion_service,
+        namespace=namespace,
+        min_improvement=min_improvement,
+    )
+    evaluate.set_caching_options(False)
+    with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
+        deploy = deploy_inferenceservice(
+            model=train.outputs["model"],
+            test=split.outputs["test"],
+            predictions=evaluate.outputs["predictions"],
+            service_name=service_name,
+            namespace=namespace,
+            backend=deploy_backend,
+            canary_traffic_percent=canary_traffic_percent,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+        )
+        deploy.set_caching_options(False)
+        deploy.set_retry(num_retries=1, backoff_duration="60s")

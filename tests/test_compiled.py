@@ -27,9 +27,7 @@ def test_compiled_directory_is_current(fresh):
     expected, committed = _tree(fresh), _tree(COMPILED)
     stale = sorted(set(expected) ^ set(committed))
     stale += [
-        f
-        for f in expected
-        if f in committed and not filecmp.cmp(fresh / f, os.path.join(COMPILED, f), shallow=False)
+        f for f in expected if f in committed and not filecmp.cmp(fresh / f, os.path.join(COMPILED, f), shallow=False)
     ]
     assert not stale, f"compiled/ is stale ({stale}); regenerate it with: {COMPILE_COMMAND}"
 

@@ -70,15 +70,11 @@ class TrainConfig:
         _number(self, "grad_clip", low=0)
         _number(self, "dropout", low=0, high=1)
         if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:
-            raise ConfigError(
-                f"early_stopping_patience={self.early_stopping_patience!r}: expected 0 or more."
-            )
+            raise ConfigError(f"early_stopping_patience={self.early_stopping_patience!r}: expected 0 or more.")
         if not isinstance(self.embedding_dim, int) or self.embedding_dim < 0:
             raise ConfigError(f"embedding_dim={self.embedding_dim!r}: expected 0 (auto) or a positive int.")
         if not self.hidden_sizes or not all(isinstance(h, int) and h > 0 for h in self.hidden_sizes):
-            raise ConfigError(
-                f"hidden_sizes={self.hidden_sizes!r}: expected a non-empty list of positive ints."
-            )
+            raise ConfigError(f"hidden_sizes={self.hidden_sizes!r}: expected a non-empty list of positive ints.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule={self.lr_schedule!r}: expected one of {list(LR_SCHEDULES)}.")
         if self.device not in DEVICES:

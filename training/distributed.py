@@ -47,9 +47,7 @@ def init(device_preference: str = "auto") -> World:
     else:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=10)
-        )
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=10))
     return World(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 

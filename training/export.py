@@ -119,9 +119,7 @@ def load(model_dir: str, allow_extra: bool = False) -> LoadedModel:
             f"{CONFIG_FILE} in {model_dir!r} is version {config['version']}, newer than this "
             f"mlworkloads reads ({MODEL_VERSION}): upgrade mlworkloads."
         )
-    preprocessor = Preprocessor.from_json(
-        read(PREPROCESSOR_FILE).decode(), source=f"{model_dir}/{PREPROCESSOR_FILE}"
-    )
+    preprocessor = Preprocessor.from_json(read(PREPROCESSOR_FILE).decode(), source=f"{model_dir}/{PREPROCESSOR_FILE}")
     if config.get("feature_spec") != feature_spec(preprocessor):
         raise ModelDirError(
             f"{PREPROCESSOR_FILE} in {model_dir!r} does not match the model: the model expects "

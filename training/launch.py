@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from mlworkloads.data.storage import filesystem
+from mlworkloads.data.storage import artifact_uri, filesystem
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.local import run_torchrun
 
@@ -42,13 +42,6 @@ def resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "pytorchjob" if in_kubernetes() else "local"
     return backend
-
-
-def artifact_uri(uri: str) -> str:
-    """An artifact URI as fsspec reads it: KFP's `minio://` is S3 at the MinIO endpoint."""
-    if uri.startswith("minio://"):
-        return "s3://" + uri.removeprefix("minio://")
-    return uri
 
 
 @dataclasses.dataclass
@@ -78,9 +71,7 @@ def train(
     max_restarts: int = 0,
     poll_interval_seconds: int = 5,
     client_factory: Callable[[], Any] | None = None,
-    echo: Callable[[str], None] = lambda line: print(
-        line, end="" if line.endswith("\n") else "\n", flush=True
-    ),
+    echo: Callable[[str], None] = lambda line: print(line, end="" if line.endswith("\n") else "\n", flush=True),
 ) -> dict[str, Any]:
     """Trains and leaves the exported model in `model_dir`; returns the run's metrics summary.
 
@@ -128,9 +119,7 @@ def train(
     )
 
 
-def _config(
-    training: dict[str, Any], train_uri, validation_uri, preprocessor_uri, output_uri, checkpoint_uri
-):
+def _config(training: dict[str, Any], train_uri, validation_uri, preprocessor_uri, output_uri, checkpoint_uri):
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {
         "train_uri",
         "validation_uri",
@@ -255,9 +244,7 @@ def _train_on_cluster(
         else TrainingClient(config_file=os.environ.get("KUBECONFIG") or None, namespace=namespace)
     )
     runner = PyTorchJobRunner(client, namespace, echo=echo)
-    runner.run(
-        manifest, wait_timeout=wait_timeout_seconds, poll_interval=poll_interval_seconds, keep_job=keep_job
-    )
+    runner.run(manifest, wait_timeout=wait_timeout_seconds, poll_interval=poll_interval_seconds, keep_job=keep_job)
     summary = _collect(config.output_uri, model_dir)
     summary["job_name"] = name
     return summary

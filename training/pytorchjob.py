@@ -22,7 +22,7 @@ from kubeflow.training.constants import constants as kf
 from kubeflow.training.utils.utils import FakeResponse
 from kubernetes import client as k8s
 from kubernetes import watch
-from kubernetes.client.rest import ApiException
+from mlworkloads.data.kube import api_status, forbidden
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.logs import digest
 
@@ -121,9 +121,7 @@ class JobSettings:
                 f"{self.gpus_per_worker}: run one process per GPU."
             )
         if self.clean_pod_policy not in CLEAN_POD_POLICIES:
-            raise ConfigError(
-                f"clean_pod_policy={self.clean_pod_policy!r}: expected one of {CLEAN_POD_POLICIES}."
-            )
+            raise ConfigError(f"clean_pod_policy={self.clean_pod_policy!r}: expected one of {CLEAN_POD_POLICIES}.")
         if self.elastic_max_replicas and not (
             1 <= self.elastic_min_replicas <= self.num_workers <= self.elastic_max_replicas
         ):
@@ -144,9 +142,7 @@ def job_name(run_id: str, task_name: str, prefix: str = "train") -> str:
     return f"{prefix}-{slug}-{digest}" if slug else f"{prefix}-{digest}"
 
 
-def build_job(
-    name: str, namespace: str, settings: JobSettings, config: TrainConfig
-) -> models.KubeflowOrgV1PyTorchJob:
+def build_job(name: str, namespace: str, settings: JobSettings, config: TrainConfig) -> models.KubeflowOrgV1PyTorchJob:
     """The PyTorchJob, from the kubeflow-training SDK's typed models."""
     labels = {**settings.labels, "app.kubernetes.io/managed-by": "mlworkloads"}
     if settings.queue_name:
@@ -180,9 +176,7 @@ def build_job(
             volumes=_volumes(settings),
         ),
     )
-    replicas = {
-        "Master": models.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy="OnFailure", template=pod)
-    }
+    replicas = {"Master": models.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy="OnFailure", template=pod)}
     if settings.num_workers > 1:
         replicas["Worker"] = models.KubeflowOrgV1ReplicaSpec(
             replicas=settings.num_workers - 1, restart_policy="OnFailure", template=pod
@@ -243,9 +237,7 @@ def _resources(settings: JobSettings) -> k8s.V1ResourceRequirements:
 
 def _volumes(settings: JobSettings) -> list[k8s.V1Volume]:
     volumes = [
-        k8s.V1Volume(
-            name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=settings.shm_size)
-        )
+        k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=settings.shm_size))
     ]
     if settings.pvc_name:
         volumes.append(
@@ -273,14 +265,11 @@ class JobFailed(RuntimeError):
 
 def permission_hint(err: BaseException, verb: str, resource: str, namespace: str) -> BaseException:
     """Turns a 403 into an error that says which permission is missing."""
-    cause = err if isinstance(err, ApiException) else err.__cause__
-    if isinstance(cause, ApiException) and cause.status == 403:
-        return PermissionError(
-            f"the pipeline's service account may not {verb} {resource} in namespace {namespace!r} "
-            f"(HTTP 403). Apply training/rbac.yaml (Role and RoleBinding) to that namespace: "
-            f"`mlworkloads rbac | kubectl apply -n {namespace} -f -`."
-        )
-    return err
+    hint = (
+        f"Apply the Role and RoleBinding of training/rbac.yaml to that namespace: "
+        f"`mlworkloads rbac | kubectl apply -n {namespace} -f -`."
+    )
+    return forbidden(err, verb, resource, namespace, hint) or err
 
 
 class PyTorchJobRunner:
@@ -299,8 +288,7 @@ class PyTorchJobRunner:
             self.echo(f"created PyTorchJob {self.namespace}/{name}")
             return True
         except RuntimeError as err:
-            cause = err.__cause__
-            if isinstance(cause, ApiException) and cause.status == 409:
+            if api_status(err) == 409:
                 self.echo(f"adopting the existing PyTorchJob {self.namespace}/{name} (step retried)")
                 return False
             raise permission_hint(err, "create", "pytorchjobs.kubeflow.org", self.namespace) from err
@@ -344,9 +332,7 @@ class PyTorchJobRunner:
                 hint = permission_hint(err, "get", "pytorchjobs.kubeflow.org", self.namespace)
                 if hint is not err:
                     raise hint from err
-                raise JobFailed(
-                    f"PyTorchJob {self.namespace}/{name} failed.\n{self.diagnosis(name)}"
-                ) from err
+                raise JobFailed(f"PyTorchJob {self.namespace}/{name} failed.\n{self.diagnosis(name)}") from err
             succeeded = True
             return finished
         finally:
@@ -360,8 +346,7 @@ class PyTorchJobRunner:
             self.client.delete_job(name=name, namespace=self.namespace)
             self.echo(f"deleted PyTorchJob {self.namespace}/{name}")
         except RuntimeError as err:
-            cause = err.__cause__
-            if isinstance(cause, ApiException) and cause.status == 404:
+            if api_status(err) == 404:
                 return
             raise permission_hint(err, "delete", "pytorchjobs.kubeflow.org", self.namespace) from err
 
@@ -389,9 +374,7 @@ class PyTorchJobRunner:
         core = self.client.core_api
         while not stop.is_set():
             try:
-                pods = self.client.get_job_pods(
-                    name=name, namespace=self.namespace, is_master=True, timeout=10
-                )
+                pods = self.client.get_job_pods(name=name, namespace=self.namespace, is_master=True, timeout=10)
             except Exception as err:  # noqa: BLE001 - the job may not have pods yet
                 log.debug("no pods of %s yet: %s", name, err)
                 pods = []

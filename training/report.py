@@ -33,9 +33,7 @@ def curves_html(history: list[dict[str, Any]], title: str = "Training curves") -
     plt.close(figure)
     image = base64.b64encode(buffer.getvalue()).decode()
     columns = list(history[0])
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{_cell(h.get(c))}</td>" for c in columns) + "</tr>" for h in history
-    )
+    rows = "".join("<tr>" + "".join(f"<td>{_cell(h.get(c))}</td>" for c in columns) + "</tr>" for h in history)
     header = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     return (
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"

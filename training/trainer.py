@@ -216,9 +216,7 @@ class Trainer:
             self.validation.categorical,
             self.validation.labels,
         )
-        outputs = [
-            self.model(numeric[i : i + 8192], categorical[i : i + 8192]) for i in range(0, len(labels), 8192)
-        ]
+        outputs = [self.model(numeric[i : i + 8192], categorical[i : i + 8192]) for i in range(0, len(labels), 8192)]
         logits = torch.cat(outputs).float()
         result = {"loss": float(self.loss_fn(logits, labels))}
         loaded = export.LoadedModel(self.model, self.preprocessor, {"target_scale": self.target_scale})
@@ -314,9 +312,7 @@ class Trainer:
             )
             with atomic_open(self.config.output_uri.rstrip("/") + "/metrics.json") as f:
                 f.write(_json({"history": self.history, **summary}).encode())
-            self.log.info(
-                "model written to %s (best epoch %d)", self.config.output_uri, self.best["epoch"] + 1
-            )
+            self.log.info("model written to %s (best epoch %d)", self.config.output_uri, self.best["epoch"] + 1)
         return summary
 
 

@@ -11,17 +11,14 @@ from kfp import dsl
 from mlworkloads.components import fit_preprocessor, ingest_table, split_dataset
 
 CSV = "carrier,arr_delay,distance\n" + "".join(
-    f"{c},{d},{500 + 10 * i}\n"
-    for i, (c, d) in enumerate([("UA", 20), ("AA", -5), ("B6", 3), ("DL", 45)] * 10)
+    f"{c},{d},{500 + 10 * i}\n" for i, (c, d) in enumerate([("UA", 20), ("AA", -5), ("B6", 3), ("DL", 45)] * 10)
 )
 
 
 @pytest.fixture
 def local_root(tmp_path):
     root = tmp_path / "root"
-    kfp.local.init(
-        runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
-    )
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     return root
 
 
@@ -61,10 +58,7 @@ def test_data_components_chain_through_kfp_local(tmp_path, local_root):
 
     chain(source_uri=str(source))
     assert "| True | 20 | 50.0% |" in pathlib.Path(_output(local_root, "ingest-table", "report")).read_text()
-    rows = [
-        pq.read_metadata(_output(local_root, "split-dataset", n)).num_rows
-        for n in ("train", "validation", "test")
-    ]
+    rows = [pq.read_metadata(_output(local_root, "split-dataset", n)).num_rows for n in ("train", "validation", "test")]
     assert rows == [20, 10, 10]
     spec = json.loads(pathlib.Path(_output(local_root, "fit-preprocessor", "preprocessor")).read_text())
     assert spec["label"] == {"name": "late", "classes": [False, True]}

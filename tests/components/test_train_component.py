@@ -42,9 +42,7 @@ def _outputs(root, name):
 def test_train_component_produces_model_metrics_and_curves(backend, tmp_path, request):
     if backend == "pytorchjob":
         cluster = request.getfixturevalue("emulated_cluster")
-    kfp.local.init(
-        runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True
-    )
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True)
     small_training(backend=backend)
     (model_dir,) = [p for p in _outputs(tmp_path, "model") if p.endswith("train-pytorchjob/model")]
     assert sorted(os.listdir(model_dir)) == ["metrics.json", "model.json", "model.pt", "preprocessor.json"]

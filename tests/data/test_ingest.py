@@ -62,9 +62,7 @@ def test_ingest_refuses_bad_configuration_naming_the_field(small_csv, kwargs, me
 
 def test_data_report_lists_rows_types_nulls_and_label_distribution(small_csv):
     table = ingest(
-        IngestConfig(
-            source_uri=small_csv, derived_columns={"late": "arr_delay > 15"}, row_filter="arr_delay.notna()"
-        )
+        IngestConfig(source_uri=small_csv, derived_columns={"late": "arr_delay > 15"}, row_filter="arr_delay.notna()")
     )
     report = data_report(table, small_csv, "late")
     assert "**3 rows**, **4 columns**" in report

@@ -39,9 +39,7 @@ def test_fit_learns_median_imputation_standardisation_and_vocabulary():
 
 def test_transform_imputes_flags_missing_and_sends_unknown_categories_to_bucket_zero():
     fitted = _fit()
-    features = fitted.transform(
-        pa.table({"distance": [None, 200.0], "carrier": ["ZZ", "AA"], "tail": ["x", "y"]})
-    )
+    features = fitted.transform(pa.table({"distance": [None, 200.0], "carrier": ["ZZ", "AA"], "tail": ["x", "y"]}))
     spec = fitted.numeric[0]
     assert features.numeric[:, 0] == pytest.approx([(200 - spec["mean"]) / spec["std"]] * 2)
     assert features.numeric[:, 1].tolist() == [1.0, 0.0]
@@ -65,9 +63,7 @@ def test_transform_takes_plain_arrow_columns_as_the_predictor_sends_them():
 
 
 def test_json_round_trip_gives_the_same_transform(flights_sample):
-    fitted = pre.fit(
-        flights_sample, pre.PreprocessorOptions(label_column="late", categorical_columns=["flight"])
-    )
+    fitted = pre.fit(flights_sample, pre.PreprocessorOptions(label_column="late", categorical_columns=["flight"]))
     again = pre.Preprocessor.from_json(fitted.to_json())
     a, b = fitted.transform(flights_sample), again.transform(flights_sample)
     assert np.array_equal(a.numeric, b.numeric) and np.array_equal(a.categorical, b.categorical)
@@ -128,9 +124,7 @@ def test_transform_refuses_bad_features_naming_them(columns, message):
 
 
 def test_fit_refuses_an_entirely_null_categorical_column():
-    table = pa.table(
-        {"x": [1.0, 2.0, 3.0], "c": pa.array([None, None, None], pa.string()), "label": [1, 0, 1]}
-    )
+    table = pa.table({"x": [1.0, 2.0, 3.0], "c": pa.array([None, None, None], pa.string()), "label": [1, 0, 1]})
     with pytest.raises(DataError, match="column 'c' is entirely null in train"):
         _fit(table)
 

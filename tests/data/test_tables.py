@@ -14,9 +14,7 @@ CSV = "carrier,distance,delay\nUA,1400,3.5\nAA,,-2\nB6,900,\n"
 
 def _write_variants(directory):
     """The same three-row table in every supported format and compression."""
-    table = pa.table(
-        {"carrier": ["UA", "AA", "B6"], "distance": [1400, None, 900], "delay": [3.5, -2.0, None]}
-    )
+    table = pa.table({"carrier": ["UA", "AA", "B6"], "distance": [1400, None, 900], "delay": [3.5, -2.0, None]})
     (directory / "t.csv").write_text(CSV)
     (directory / "t.tsv").write_text(CSV.replace(",", "\t"))
     pq.write_table(table, directory / "t.parquet")

@@ -375,9 +375,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 cluster.authorize("list", "events")
                 with cluster.lock:
                     items = [e for e in cluster.events if e["metadata"]["namespace"] == m["ns"]]
-                return self._send(
-                    200, {"apiVersion": "v1", "kind": "EventList", "items": items, "metadata": {}}
-                )
+                return self._send(200, {"apiVersion": "v1", "kind": "EventList", "items": items, "metadata": {}})
             raise ApiError(404, "NotFound", f"the emulated cluster does not serve {method} {parsed.path}")
         except ApiError as err:
             self._send(err.code, err.body())
@@ -585,9 +583,8 @@ class PyTorchJobController:
             if failed:
                 for pod in pods:
                     pod.kill()
-                message = (
-                    f"PyTorchJob {name} is failed because {len(failed)} replica(s) failed: "
-                    + ", ".join(f"{p.name} exit code {p.exit_code}" for p in failed)
+                message = f"PyTorchJob {name} is failed because {len(failed)} replica(s) failed: " + ", ".join(
+                    f"{p.name} exit code {p.exit_code}" for p in failed
                 )
                 cluster.update_status(
                     "pytorchjobs",

@@ -40,9 +40,7 @@ def _train(features, tmp_path, job=None, **kwargs):
 
 
 @pytest.mark.e2e
-def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(
-    sample_features, tmp_path, emulated_cluster
-):
+def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(sample_features, tmp_path, emulated_cluster):
     summary, lines = _train(sample_features, tmp_path)
     assert sorted(os.listdir(tmp_path / "out" / "model")) == [
         "metrics.json",
@@ -150,9 +148,7 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, e
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "4"
     assert container["command"][:2] == ["torchrun", "--max-restarts=3"]
     assert pod["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
-    assert pod["spec"]["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-    ]
+    assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["spec"]["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
     assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
@@ -166,18 +162,14 @@ def test_task_resources_passed_through_by_kfp_replace_the_defaults():
         affinity={
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100"]}]}
-                    ]
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100"]}]}]
                 }
             }
         },
         extra_env=[{"name": "NCCL_DEBUG", "value": "INFO"}],
     )
     config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
-    pod = manifest_dict(build_job("j", "ns", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"][
-        "template"
-    ]
+    pod = manifest_dict(build_job("j", "ns", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
     container = pod["spec"]["containers"][0]
     assert container["resources"] == {
         "limits": {"nvidia.com/gpu": "2", "cpu": "4"},

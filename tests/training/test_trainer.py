@@ -47,12 +47,8 @@ def test_training_on_flights_beats_a_constant_predictor(flights_features, tmp_pa
 @pytest.mark.e2e
 def test_one_and_two_process_ddp_end_with_the_same_weights(sample_features, tmp_path):
     settings = dict(epochs=2, batch_size=512, dropout=0.0, seed=3, early_stopping_patience=0)
-    run_torchrun(
-        _config(sample_features, tmp_path / "one", **settings), nproc_per_node=1, echo=lambda _: None
-    )
-    run_torchrun(
-        _config(sample_features, tmp_path / "two", **settings), nproc_per_node=2, echo=lambda _: None
-    )
+    run_torchrun(_config(sample_features, tmp_path / "one", **settings), nproc_per_node=1, echo=lambda _: None)
+    run_torchrun(_config(sample_features, tmp_path / "two", **settings), nproc_per_node=2, echo=lambda _: None)
     assert _max_difference(_weights(tmp_path / "one"), _weights(tmp_path / "two")) < 1e-4
     assert json.loads((tmp_path / "two" / "model.json").read_text())["world_size"] == 2
 
@@ -60,9 +56,7 @@ def test_one_and_two_process_ddp_end_with_the_same_weights(sample_features, tmp_
 @pytest.mark.e2e
 def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_weights(sample_features, tmp_path):
     settings = dict(epochs=6, batch_size=256, seed=5, early_stopping_patience=0)
-    run_torchrun(
-        _config(sample_features, tmp_path / "straight", **settings), nproc_per_node=2, echo=lambda _: None
-    )
+    run_torchrun(_config(sample_features, tmp_path / "straight", **settings), nproc_per_node=2, echo=lambda _: None)
 
     killed = _config(sample_features, tmp_path / "killed", **settings)
     config_path = tmp_path / "killed.json"

@@ -1,0 +1,116 @@
+"""Component: deploy the model to KServe as a verified canary, or roll back."""
+
+from typing import Optional
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from mlworkloads.images import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def deploy_inferenceservice(
+    model: Input[Model],
+    test: Input[Dataset],
+    predictions: Input[Dataset],
+    service_name: str,
+    manifest: Output[Artifact],
+    status: Output[Artifact],
+    namespace: str = "",
+    backend: str = "auto",
+    image: str = "",
+    service_account: str = "",
+    deployment_mode: str = "Knative",
+    cpu: str = "1",
+    memory: str = "2Gi",
+    gpus: int = 0,
+    min_replicas: int = 1,
+    max_replicas: int = 3,
+    scale_metric: str = "",
+    scale_target: int = 0,
+    canary_traffic_percent: int = 10,
+    logger_url: str = "",
+    logger_mode: str = "all",
+    timeout_seconds: int = 0,
+    max_batch_size: int = 4096,
+    node_selector: Optional[dict] = None,
+    tolerations: Optional[list] = None,
+    ready_timeout_seconds: int = 600,
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+) -> str:
+    """Creates or updates a KServe InferenceService serving the model, verified before promotion.
+
+    A new service gets all traffic once Ready and verified. A live one is updated as a canary
+    and promoted only after it is Ready for the new generation and the smoke test passes:
+    held-out rows sent to the endpoint must return the predictions `evaluate_model` computed
+    offline. Otherwise the update is rolled back and the step fails saying what differed.
+    The `local` backend serves the model on 127.0.0.1 with KServe and runs the same check.
+
+    Args:
+        model: The trained model directory; its URI becomes the service's storage URI.
+        test: The raw test split (from `split_dataset`): the smoke test sends its first rows.
+        predictions: The offline test predictions (from `evaluate_model`) to compare with.
+        service_name: InferenceService name.
+        namespace: Namespace; empty for the step's own.
+        backend: "auto" (KServe inside a cluster, local otherwise), "kserve" or "local".
+        image: Predictor image; empty for the one matching this package's version.
+        service_account: Service account with the storage credentials for the model URI.
+        deployment_mode: "Knative" (canary by traffic percent) or "Standard" (spec.canary).
+        cpu: CPU per predictor replica.
+        memory: Memory per predictor replica.
+        gpus: nvidia.com/gpu per replica.
+        min_replicas: Minimum replicas.
+        max_replicas: Maximum replicas.
+        scale_metric: "concurrency", "rps", "cpu" or "memory"; empty for KServe's default.
+        scale_target: Target of the scale metric; 0 for KServe's default.
+        canary_traffic_percent: Traffic share of an update before promotion.
+        logger_url: Request logger sink URL; empty for none.
+        logger_mode: "all", "request" or "response".
+        timeout_seconds: Per-request timeout; 0 for KServe's default.
+        max_batch_size: Largest batch the predictor accepts.
+        node_selector: Node selector of the predictor pods.
+        tolerations: Tolerations of the predictor pods.
+        ready_timeout_seconds: How long to wait for the new generation to be Ready.
+        run_id: The pipeline run id (filled in by KFP), recorded as a label.
+
+    Returns:
+        manifest: The InferenceService as applied (JSON).
+        status: Its final status, with the smoke test's result (JSON).
+        Output: The endpoint URL.
+    """
+    from mlworkloads.serving.deploy_step import deploy_step
+
+    from mlworkloads.images import PREDICTOR_IMAGE
+
+    return deploy_step(
+        model_path=model.path,
+        model_uri=model.uri,
+        test_path=test.path,
+        predictions_path=predictions.path,
+        settings={
+            "name": service_name,
+            "namespace": namespace,
+            "image": image or PREDICTOR_IMAGE,
+            "service_account": service_account,
+            "deployment_mode": deployment_mode,
+            "cpu": cpu,
+            "memory": memory,
+            "gpus": gpus,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "scale_metric": scale_metric,
+            "scale_target": scale_target,
+            "canary_traffic_percent": canary_traffic_percent,
+            "logger_url": logger_url,
+            "logger_mode": logger_mode,
+            "timeout_seconds": timeout_seconds,
+            "max_batch_size": max_batch_size,
+            "node_selector": node_selector or {},
+            "tolerations": tolerations or [],
+        },
+        backend=backend,
+        run_id=run_id,
+        manifest_path=manifest.path,
+        status_path=status.path,
+        ready_timeout_seconds=ready_timeout_seconds,
+    )

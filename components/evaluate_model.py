@@ -1,0 +1,79 @@
+"""Component: score the test split and gate the model on thresholds and the champion."""
+
+from typing import Optional
+
+from kfp import dsl
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from mlworkloads.images import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    test: Input[Dataset],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+    report: Output[HTML],
+    predictions: Output[Dataset],
+    thresholds: Optional[dict] = None,
+    champion: Optional[Input[Model]] = None,
+    champion_uri: str = "",
+    champion_service: str = "",
+    namespace: str = "",
+    min_improvement: float = 0.0,
+    primary_metric: str = "",
+) -> bool:
+    """Scores the test split with the trained model and decides whether it may be deployed.
+
+    Args:
+        model: The trained model directory (from `train_pytorchjob`).
+        test: The raw test split (from `split_dataset`), with the label.
+        thresholds: Metric to comparison, e.g. {"roc_auc": ">=0.70", "log_loss": "<=0.6"}.
+        champion: The currently deployed model's artifact, scored on the same test rows.
+        champion_uri: Or the champion's model directory URI (s3://, gs://, a path).
+        champion_service: Or the name of the live InferenceService whose recorded model is the champion.
+        namespace: Namespace of `champion_service`; empty for the step's own.
+        min_improvement: How much the challenger must beat the champion by on the primary metric.
+        primary_metric: Metric of the champion comparison; empty for the task's default
+            (roc_auc for binary, accuracy for multiclass, rmse for regression).
+
+    Returns:
+        metrics: Accuracy, precision, recall, F1, ROC AUC and log loss (classification) or
+            RMSE, MAE and R² (regression) on the test split.
+        classification: Confusion matrix and ROC curve, drawn by the KFP UI.
+        report: HTML report with the verdict, the reasons and the champion's metrics; its
+            metadata holds `passed` and `reasons` (one line per check).
+        predictions: The test-set predictions, which the deploy smoke test expects back.
+        Output: passed: True when every threshold holds and the champion (if any) is beaten.
+            Use it as `dsl.If(evaluate.outputs["Output"] == True)`.
+    """
+    from mlworkloads.data.steps import read_parquet, write_outputs
+    from mlworkloads.training import evaluation
+    from mlworkloads.training.export import load
+
+    champion_dir = champion.path if champion is not None else champion_uri
+    if champion_service and not champion_dir:
+        from mlworkloads.serving.deploy import live_model_uri
+
+        champion_dir = live_model_uri(champion_service, namespace)
+    result = evaluation.evaluate(
+        load(model.path),
+        read_parquet(test.path, "test"),
+        thresholds=thresholds or {},
+        champion=load(champion_dir) if champion_dir else None,
+        min_improvement=min_improvement,
+        primary_metric=primary_metric,
+    )
+    write_outputs(texts={report.path: evaluation.report_html(result)}, tables={predictions.path: result.predictions})
+    for name, value in result.metrics.items():
+        metrics.log_metric(name, round(value, 6))
+    if result.confusion:
+        classification.log_confusion_matrix(result.classes, result.confusion)
+    if result.roc:
+        classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
+    predictions.metadata["rows"] = result.predictions.num_rows
+    report.metadata.update({"passed": result.passed, "reasons": result.reasons})
+    # A single `Output`, not a NamedTuple: kfp.local resolves only a task's `Output` inside a
+    # dsl.If condition, and the same YAML must run locally and in the cluster.
+    return result.passed

@@ -1,0 +1,27 @@
+"""Reading Kubernetes API errors the official clients raise, without importing them here.
+
+TrainingClient and KServeClient wrap `ApiException` in `RuntimeError` (sometimes as the cause,
+sometimes only as the context); this finds the HTTP status either way.
+"""
+
+from __future__ import annotations
+
+
+def api_status(err: BaseException) -> int | None:
+    """The HTTP status of the API error behind `err`, if there is one."""
+    seen: BaseException | None = err
+    while seen is not None:
+        status = getattr(seen, "status", None)
+        if isinstance(status, int):
+            return status
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def forbidden(err: BaseException, verb: str, resource: str, namespace: str, rbac_hint: str) -> PermissionError | None:
+    """A PermissionError naming the missing permission when `err` is a 403, else None."""
+    if api_status(err) != 403:
+        return None
+    return PermissionError(
+        f"the pipeline's service account may not {verb} {resource} in namespace {namespace!r} (HTTP 403). {rbac_hint}"
+    )

@@ -1,0 +1,36 @@
+"""`python -m mlworkloads.serving --model_dir DIR --model_name NAME`: the KServe predictor server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kserve import ModelServer, model_server
+from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel
+from mlworkloads.training.export import ModelDirError
+
+parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
+parser.add_argument("--model_dir", default=DEFAULT_MODEL_DIR, help="Model directory (KServe mounts storageUri here).")
+parser.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH, help="Largest batch accepted (rows).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, _ = parser.parse_known_args(argv)
+    if args.max_batch_size < 1:
+        parser.error(f"--max_batch_size={args.max_batch_size}: expected at least 1.")
+    model = TabularModel(args.model_name, args.model_dir, args.max_batch_size)
+    try:
+        model.load()
+    except (ModelDirError, FileNotFoundError, ValueError) as err:
+        logging.getLogger(__name__).error("cannot serve %s: %s", args.model_dir, err)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    ModelServer(
+        http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc, workers=args.workers
+    ).start([model])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

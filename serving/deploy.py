@@ -1,0 +1,332 @@
+"""Deploying a model: create or canary-update the InferenceService, verify, promote or roll back.
+
+Backends: `kserve` talks to the cluster through `KServeClient`; `local` starts the predictor
+as a real KServe server on 127.0.0.1, runs the same smoke test and writes the manifest that
+would have been applied. `auto` picks `kserve` inside a Kubernetes pod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import psutil
+import pyarrow as pa
+from mlworkloads.data.kube import api_status, forbidden
+from mlworkloads.serving.inferenceservice import (
+    MODEL_URI_ANNOTATION,
+    ServiceConfigError,
+    ServiceSettings,
+    as_dict,
+    build,
+    canary_update,
+    promoted,
+)
+from mlworkloads.serving.smoke import SmokeTestFailed, smoke_test
+from mlworkloads.training.export import load
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "local", "kserve")
+RBAC_HINT = "Apply serving/rbac.yaml to that namespace: `mlworkloads rbac | kubectl apply -n {ns} -f -`."
+
+
+class DeployFailed(RuntimeError):
+    """The new model was not promoted; the message says why and what was rolled back."""
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ServiceConfigError(f"backend={backend!r}: expected one of {list(BACKENDS)}.")
+    if backend == "auto":
+        return "kserve" if "KUBERNETES_SERVICE_HOST" in os.environ else "local"
+    return backend
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- the local backend ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def local_predictor(
+    model_dir: str, name: str, max_batch_size: int = 4096, ready_timeout: float = 120.0
+) -> Iterator[str]:
+    """Runs `python -m mlworkloads.serving` on a free 127.0.0.1 port; yields its base URL.
+
+    The server is stopped (with any worker processes) when the block exits.
+    """
+    port, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mlworkloads.serving",
+        "--model_dir",
+        model_dir,
+        "--model_name",
+        name,
+        "--http_port",
+        str(port),
+        "--grpc_port",
+        str(grpc_port),
+        "--max_batch_size",
+        str(max_batch_size),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, name, process, ready_timeout)
+        yield base
+    finally:
+        stop_process_tree(process)
+
+
+def _wait_ready(base: str, name: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                raise DeployFailed(f"the predictor exited with code {process.returncode}:\n{output[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                response = client.get(f"{base}/v1/models/{name}")
+                if response.status_code == 200 and response.json().get("ready"):
+                    return
+            time.sleep(0.1)
+    raise DeployFailed(f"the predictor at {base} was not ready within {timeout:.0f} s")
+
+
+def stop_process_tree(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after the grace period, to the process and everything it started."""
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace_seconds)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(alive, timeout=5)
+    with contextlib.suppress(Exception):
+        process.wait(timeout=5)
+
+
+def deploy_local(
+    settings: ServiceSettings,
+    model_dir: str,
+    test_rows: pa.Table,
+    expected: pa.Table,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Serves the model locally, smoke-tests it, and returns the manifest and status."""
+    model = load(model_dir)
+    manifest = as_dict(build(settings, settings.namespace or "default"))
+    with local_predictor(model_dir, settings.name, settings.max_batch_size) as base:
+        echo(f"local predictor ready at {base}")
+        result = smoke_test(
+            base, settings.name, test_rows, expected, model.preprocessor.feature_columns, model.preprocessor.classes
+        )
+        echo(f"smoke test passed: {result.rows} rows, max difference {result.max_difference:.2g}")
+        url = f"{base}/v1/models/{settings.name}"
+    status = {
+        "backend": "local",
+        "ready": True,
+        "url": url,
+        "smoke_test": {"rows": result.rows, "max_difference": result.max_difference},
+        "note": "the local predictor is stopped after the check",
+    }
+    return {"manifest": manifest, "status": status, "url": url}
+
+
+# ---- the KServe backend --------------------------------------------------------------------
+
+
+def _client():
+    from kserve import KServeClient
+
+    return KServeClient(config_file=os.environ.get("KUBECONFIG") or None)
+
+
+def _namespace(namespace: str) -> str:
+    if namespace:
+        return namespace
+    from kserve.utils.utils import get_default_target_namespace
+
+    return get_default_target_namespace()
+
+
+def _call(action: Callable[[], Any], verb: str, namespace: str) -> Any:
+    try:
+        return action()
+    except RuntimeError as err:
+        hint = forbidden(err, verb, "inferenceservices.serving.kserve.io", namespace, RBAC_HINT.format(ns=namespace))
+        if hint:
+            raise hint from err
+        raise
+
+
+def live_model_uri(name: str, namespace: str = "", client=None) -> str:
+    """The model URI the live InferenceService `name` serves (the champion)."""
+    namespace = _namespace(namespace)
+    client = client or _client()
+    service = _call(lambda: client.get(name, namespace=namespace), "get", namespace)
+    uri = (service["metadata"].get("annotations") or {}).get(MODEL_URI_ANNOTATION)
+    if not uri:
+        raise DeployFailed(f"InferenceService {namespace}/{name} does not record its model ({MODEL_URI_ANNOTATION}).")
+    return uri
+
+
+def endpoint(service: dict[str, Any], tag: str = "latest") -> str:
+    """The URL of the revision carrying `tag` (the canary), else the service's URL."""
+    predictor = (service.get("status", {}).get("components") or {}).get("predictor") or {}
+    for target in predictor.get("traffic") or []:
+        if target.get("tag") == tag and target.get("url"):
+            return target["url"]
+    url = service.get("status", {}).get("url")
+    if not url:
+        raise DeployFailed(f"InferenceService {service['metadata']['name']} reports no URL yet.")
+    return url
+
+
+def _conditions(service: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{c.get('type')}={c.get('status')} {c.get('reason') or ''} {c.get('message') or ''}".strip()
+        for c in service.get("status", {}).get("conditions") or []
+    )
+
+
+def deploy_kserve(
+    settings: ServiceSettings,
+    test_rows: pa.Table,
+    expected: pa.Table,
+    feature_columns: list[str],
+    classes: list[Any] | None,
+    ready_timeout: int = 600,
+    poll_interval: int = 5,
+    client=None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Creates the service, or updates it as a canary; promotes only a verified canary.
+
+    Raises:
+        DeployFailed: the new model never became Ready or failed the smoke test; the service
+            was rolled back (canary to 0 and the previous spec restored, or the new service deleted).
+    """
+    namespace = _namespace(settings.namespace)
+    client = client or _client()
+    live = _get_or_none(client, settings.name, namespace)
+
+    def check(service: dict[str, Any]):
+        return smoke_test(endpoint(service), settings.name, test_rows, expected, feature_columns, classes)
+
+    if live is None:
+        manifest = as_dict(build(settings, namespace))
+        created = _call(lambda: client.create(manifest, namespace=namespace), "create", namespace)
+        echo(f"created InferenceService {namespace}/{settings.name}")
+        try:
+            service = _wait(
+                client, settings.name, namespace, created["metadata"].get("generation", 1), ready_timeout, poll_interval
+            )
+            check(service)
+        except (DeployFailed, SmokeTestFailed) as err:
+            _call(lambda: client.delete(settings.name, namespace=namespace), "delete", namespace)
+            raise DeployFailed(f"the new InferenceService {namespace}/{settings.name} was deleted: {err}") from err
+        echo(f"InferenceService {namespace}/{settings.name} is Ready with 100% of traffic")
+        return {"manifest": manifest, "status": service["status"], "url": service["status"].get("url")}
+
+    previous_spec = copy.deepcopy(live["spec"])
+    manifest = canary_update(live, settings, namespace)
+    updated = _call(lambda: client.replace(settings.name, manifest, namespace=namespace), "update", namespace)
+    generation = updated["metadata"].get("generation")
+    echo(
+        f"updated InferenceService {namespace}/{settings.name} with a {settings.canary_traffic_percent}% canary "
+        f"(generation {generation})"
+    )
+    try:
+        service = _wait(client, settings.name, namespace, generation, ready_timeout, poll_interval)
+        result = check(service)
+        echo(f"canary smoke test passed: {result.rows} rows, max difference {result.max_difference:.2g}")
+    except (DeployFailed, SmokeTestFailed) as err:
+        _rollback(client, settings, namespace, previous_spec, echo)
+        raise DeployFailed(f"the canary of {namespace}/{settings.name} was rolled back: {err}") from err
+    final = promoted(client.get(settings.name, namespace=namespace), settings)
+    promoted_service = _call(lambda: client.replace(settings.name, final, namespace=namespace), "update", namespace)
+    service = _wait(
+        client, settings.name, namespace, promoted_service["metadata"].get("generation"), ready_timeout, poll_interval
+    )
+    echo(f"promoted the canary of {namespace}/{settings.name} to 100% of traffic")
+    return {"manifest": final, "status": service["status"], "url": service["status"].get("url")}
+
+
+def _get_or_none(client, name: str, namespace: str) -> dict[str, Any] | None:
+    try:
+        return client.get(name, namespace=namespace)
+    except RuntimeError as err:
+        if api_status(err) == 404 or "Not Found" in str(err):
+            return None
+        hint = forbidden(err, "get", "inferenceservices.serving.kserve.io", namespace, RBAC_HINT.format(ns=namespace))
+        if hint:
+            raise hint from err
+        raise
+
+
+def _wait(client, name: str, namespace: str, generation, timeout: int, poll_interval: int) -> dict[str, Any]:
+    try:
+        client.wait_isvc_ready(
+            name,
+            namespace=namespace,
+            timeout_seconds=timeout,
+            polling_interval=poll_interval,
+            expected_generation=generation,
+        )
+    except RuntimeError as err:
+        hint = forbidden(err, "get", "inferenceservices.serving.kserve.io", namespace, RBAC_HINT.format(ns=namespace))
+        if hint:
+            raise hint from err
+        service = client.get(name, namespace=namespace)
+        raise DeployFailed(
+            f"InferenceService {namespace}/{name} generation {generation} was not Ready within {timeout} s: "
+            f"{_conditions(service)}"
+        ) from err
+    return client.get(name, namespace=namespace)
+
+
+def _rollback(client, settings: ServiceSettings, namespace: str, previous_spec: dict[str, Any], echo) -> None:
+    """Traffic back to the previous revision at once, then the previous spec restored."""
+    if settings.deployment_mode == "Knative":
+        _call(
+            lambda: client.patch(
+                settings.name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}}, namespace=namespace
+            ),
+            "patch",
+            namespace,
+        )
+    current = client.get(settings.name, namespace=namespace)
+    current["spec"] = previous_spec
+    _call(lambda: client.replace(settings.name, current, namespace=namespace), "update", namespace)
+    echo(f"rolled back InferenceService {namespace}/{settings.name} to its previous model")
+
+
+def write_json(path: str, value: Any) -> None:
+    from mlworkloads.data.steps import write_outputs
+
+    write_outputs(texts={path: json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"})

@@ -1,0 +1,216 @@
+"""Building the InferenceService from the kserve SDK's typed models."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from typing import Any
+
+from kserve import (
+    V1beta1CanarySpec,
+    V1beta1InferenceService,
+    V1beta1InferenceServiceSpec,
+    V1beta1LoggerSpec,
+    V1beta1PredictorSpec,
+    constants,
+)
+from kubernetes import client as k8s
+
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_MODES = ("Knative", "Standard")
+LOGGER_MODES = ("all", "request", "response")
+SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
+MODEL_URI_ANNOTATION = "mlworkloads.io/model-uri"
+#: Where KServe's storage initializer puts `STORAGE_URI` for a custom container.
+MODEL_MOUNT = "/mnt/models"
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")
+
+
+class ServiceConfigError(ValueError):
+    """A deploy setting is invalid; the message names it."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class ServiceSettings:
+    """Everything the InferenceService is built from; validated on construction.
+
+    Attributes:
+        name: InferenceService name (DNS-1035, at most 45 characters).
+        namespace: Namespace; empty for the current one.
+        image: Predictor image (see `mlworkloads.images.PREDICTOR_IMAGE`).
+        model_uri: The model directory's URI (`storageUri`, fetched by KServe's storage initializer).
+        service_account: Service account carrying the storage credentials.
+        deployment_mode: "Knative" (canary by traffic percent) or "Standard" (`spec.canary`).
+        cpu: CPU request and limit.
+        memory: Memory request and limit.
+        gpus: `nvidia.com/gpu` (requests equal limits); 0 for none.
+        min_replicas: Minimum replicas (0 allows scale to zero in Knative mode).
+        max_replicas: Maximum replicas.
+        scale_metric: "concurrency", "rps", "cpu" or "memory"; empty for KServe's default.
+        scale_target: Target value of the scale metric; 0 for KServe's default.
+        canary_traffic_percent: Share of traffic an update gets before it is promoted.
+        logger_url: Request logger sink (CloudEvents); empty for no logger.
+        logger_mode: "all", "request" or "response".
+        timeout_seconds: Per-request timeout; 0 for KServe's default.
+        max_batch_size: Largest batch the predictor accepts.
+        node_selector: Node selector of the predictor pods.
+        tolerations: Tolerations of the predictor pods.
+        labels: Labels recording where the model came from (run id, model version).
+    """
+
+    name: str
+    image: str
+    model_uri: str
+    namespace: str = ""
+    service_account: str = ""
+    deployment_mode: str = "Knative"
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpus: int = 0
+    min_replicas: int = 1
+    max_replicas: int = 3
+    scale_metric: str = ""
+    scale_target: int = 0
+    canary_traffic_percent: int = 10
+    logger_url: str = ""
+    logger_mode: str = "all"
+    timeout_seconds: int = 0
+    max_batch_size: int = 4096
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not _DNS_1035.match(self.name or ""):
+            raise ServiceConfigError(
+                f"service name {self.name!r}: expected lower-case letters, digits and '-', starting with a "
+                "letter, at most 45 characters."
+            )
+        if not self.model_uri:
+            raise ServiceConfigError("model_uri is empty: the InferenceService needs the model's storage URI.")
+        if self.deployment_mode not in DEPLOYMENT_MODES:
+            raise ServiceConfigError(
+                f"deployment_mode={self.deployment_mode!r}: expected one of {list(DEPLOYMENT_MODES)}."
+            )
+        if self.logger_mode not in LOGGER_MODES:
+            raise ServiceConfigError(f"logger_mode={self.logger_mode!r}: expected one of {list(LOGGER_MODES)}.")
+        if self.scale_metric and self.scale_metric not in SCALE_METRICS:
+            raise ServiceConfigError(f"scale_metric={self.scale_metric!r}: expected one of {list(SCALE_METRICS)}.")
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise ServiceConfigError(
+                f"min_replicas={self.min_replicas}, max_replicas={self.max_replicas}: expected "
+                "0 <= min_replicas <= max_replicas and max_replicas >= 1."
+            )
+        if not 1 <= self.canary_traffic_percent <= 100:
+            raise ServiceConfigError(f"canary_traffic_percent={self.canary_traffic_percent}: expected 1 to 100.")
+        for name in ("gpus", "scale_target", "timeout_seconds"):
+            if getattr(self, name) < 0:
+                raise ServiceConfigError(f"{name}={getattr(self, name)}: expected 0 or more.")
+
+
+def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
+    """The predictor: our image serving the model KServe fetched from `model_uri`."""
+    amounts = {"cpu": settings.cpu, "memory": settings.memory}
+    if settings.gpus:
+        amounts["nvidia.com/gpu"] = str(settings.gpus)
+    container = k8s.V1Container(
+        name="kserve-container",
+        image=settings.image,
+        command=["python", "-m", "mlworkloads.serving"],
+        args=[
+            "--model_name",
+            settings.name,
+            "--model_dir",
+            MODEL_MOUNT,
+            "--http_port",
+            "8080",
+            "--max_batch_size",
+            str(settings.max_batch_size),
+        ],
+        # STORAGE_URI makes KServe run its storage initializer for a custom container.
+        env=[k8s.V1EnvVar(name="STORAGE_URI", value=settings.model_uri)],
+        ports=[k8s.V1ContainerPort(container_port=8080, protocol="TCP")],
+        resources=k8s.V1ResourceRequirements(requests=dict(amounts), limits=dict(amounts)),
+        security_context=k8s.V1SecurityContext(
+            run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False
+        ),
+    )
+    return V1beta1PredictorSpec(
+        containers=[container],
+        service_account_name=settings.service_account or None,
+        min_replicas=settings.min_replicas,
+        max_replicas=settings.max_replicas,
+        scale_metric=settings.scale_metric or None,
+        scale_target=settings.scale_target or None,
+        timeout=settings.timeout_seconds or None,
+        logger=V1beta1LoggerSpec(url=settings.logger_url, mode=settings.logger_mode) if settings.logger_url else None,
+        node_selector=settings.node_selector or None,
+        tolerations=[k8s.V1Toleration(**_snake(t)) for t in settings.tolerations] or None,
+    )
+
+
+def build(settings: ServiceSettings, namespace: str) -> V1beta1InferenceService:
+    """A fresh InferenceService with all traffic on this model."""
+    return V1beta1InferenceService(
+        api_version=f"{constants.KSERVE_GROUP}/{constants.KSERVE_V1BETA1_VERSION}",
+        kind=constants.KSERVE_KIND_INFERENCESERVICE,
+        metadata=k8s.V1ObjectMeta(
+            name=settings.name,
+            namespace=namespace,
+            labels={**settings.labels, "app.kubernetes.io/managed-by": "mlworkloads"},
+            annotations={
+                DEPLOYMENT_MODE_ANNOTATION: settings.deployment_mode,
+                MODEL_URI_ANNOTATION: settings.model_uri,
+                # Tag routing gives the canary revision a URL of its own for the smoke test.
+                "serving.kserve.io/enable-tag-routing": "true",
+            },
+        ),
+        spec=V1beta1InferenceServiceSpec(predictor=predictor_spec(settings)),
+    )
+
+
+def as_dict(service: V1beta1InferenceService) -> dict[str, Any]:
+    """The object as the API server receives it (camelCase keys, apiVersion kept)."""
+    return k8s.ApiClient().sanitize_for_serialization(service)
+
+
+def canary_update(live: dict[str, Any], settings: ServiceSettings, namespace: str) -> dict[str, Any]:
+    """The live service updated to the new model as a canary taking `canary_traffic_percent`.
+
+    Knative: the new predictor with `canaryTrafficPercent`; Standard: the live predictor stays
+    and the new one goes in `spec.canary` with its traffic percent.
+    """
+    desired = as_dict(build(settings, namespace))
+    updated = copy.deepcopy(live)
+    updated["metadata"]["labels"] = desired["metadata"]["labels"]
+    updated["metadata"]["annotations"] = {
+        **(live["metadata"].get("annotations") or {}),
+        **desired["metadata"]["annotations"],
+    }
+    if settings.deployment_mode == "Knative":
+        updated["spec"]["predictor"] = {
+            **desired["spec"]["predictor"],
+            "canaryTrafficPercent": settings.canary_traffic_percent,
+        }
+        updated["spec"].pop("canary", None)
+    else:
+        updated["spec"]["canary"] = as_dict(
+            V1beta1CanarySpec(predictor=predictor_spec(settings), traffic_percent=settings.canary_traffic_percent)
+        )
+    return updated
+
+
+def promoted(live: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
+    """The canary promoted to all traffic."""
+    updated = copy.deepcopy(live)
+    if settings.deployment_mode == "Knative":
+        updated["spec"]["predictor"].pop("canaryTrafficPercent", None)
+    else:
+        canary = updated["spec"].pop("canary")
+        updated["spec"]["predictor"] = canary["predictor"]
+    return updated
+
+
+def _snake(toleration: dict[str, Any]) -> dict[str, Any]:
+    return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in toleration.items()}

@@ -1,0 +1,183 @@
+"""Turning V1 and V2 (Open Inference Protocol) request bodies into feature columns, and back.
+
+Every problem with a payload raises `kserve.errors.InvalidInput` (HTTP 400) naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+from mlworkloads.data.preprocessor import Features, Preprocessor
+
+#: Name of the V2 input that carries already-preprocessed features as one FP32 tensor.
+FEATURES_INPUT = "features"
+_NUMERIC_V2 = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
+
+
+def v1_columns(body: Any, preprocessor: Preprocessor, max_batch: int) -> dict[str, pa.Array]:
+    """`{"instances": [{feature: value, ...}, ...]}` -> one Arrow array per feature."""
+    if not isinstance(body, dict) or "instances" not in body:
+        raise InvalidInput('expected a JSON object with "instances": a list of {feature: value} objects.')
+    instances = body["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput('"instances" must be a non-empty list of {feature: value} objects.')
+    if len(instances) > max_batch:
+        raise InvalidInput(f'"instances" has {len(instances)} rows; the maximum batch is {max_batch}.')
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise InvalidInput(f"instances[{i}] must be an object of feature values, got {type(instance).__name__}.")
+    columns = {}
+    for name in preprocessor.feature_columns:
+        values = []
+        for i, instance in enumerate(instances):
+            if name not in instance:
+                raise InvalidInput(f"instances[{i}] is missing feature {name!r}.")
+            values.append(_scalar(instance[name], name, i))
+        columns[name] = _array(values, name)
+    return columns
+
+
+def _scalar(value: Any, name: str, row: int) -> Any:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"feature {name!r} in instances[{row}] is {value!r}: numbers must be finite.")
+        return value
+    raise InvalidInput(
+        f"feature {name!r} in instances[{row}] must be a number, text or null; got {type(value).__name__}."
+    )
+
+
+def _array(values: list[Any], name: str) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise InvalidInput(f"feature {name!r} mixes types across instances: {err}") from err
+
+
+def v2_features(request: InferRequest, preprocessor: Preprocessor, max_batch: int) -> dict[str, pa.Array] | Features:
+    """V2 inputs -> feature columns (one input per feature) or preprocessed `Features`."""
+    inputs = {i.name: i for i in request.inputs}
+    if not inputs:
+        raise InvalidInput('the request has no "inputs".')
+    if FEATURES_INPUT in inputs and len(inputs) == 1:
+        return _preprocessed(inputs[FEATURES_INPUT], preprocessor, max_batch)
+    missing = [n for n in preprocessor.feature_columns if n not in inputs]
+    if missing:
+        raise InvalidInput(
+            f"inputs {missing!r} are missing: send one input per feature column {preprocessor.feature_columns!r}, "
+            f'or one FP32 input named "{FEATURES_INPUT}" of preprocessed features.'
+        )
+    numeric = {c["name"] for c in preprocessor.numeric}
+    columns, rows = {}, None
+    for name in preprocessor.feature_columns:
+        item = inputs[name]
+        if name in numeric and item.datatype not in _NUMERIC_V2:
+            raise InvalidInput(f"input {name!r} is numeric: send it as FP32/FP64/INT*, not {item.datatype}.")
+        values = _as_numpy(item)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1:
+            raise InvalidInput(f"input {name!r} must have shape [batch] or [batch, 1], got {list(values.shape)}.")
+        if rows is None:
+            rows = len(values)
+        elif len(values) != rows:
+            raise InvalidInput(f"input {name!r} has {len(values)} rows; the other inputs have {rows}.")
+        if item.datatype == "BYTES":
+            values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+        elif values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise InvalidInput(f"input {name!r} holds NaN or infinity: numbers must be finite.")
+        columns[name] = pa.array(values)
+    _check_batch(rows or 0, max_batch)
+    return columns
+
+
+def _as_numpy(item: InferInput) -> np.ndarray:
+    try:
+        return item.as_numpy()
+    except InvalidInput:
+        raise
+    except Exception as err:  # noqa: BLE001 - numpy raises many types for bad tensors
+        raise InvalidInput(
+            f"input {item.name!r} ({item.datatype}, shape {item.shape}) cannot be decoded: {err}"
+        ) from err
+
+
+def _check_batch(rows: int, max_batch: int) -> None:
+    if rows == 0:
+        raise InvalidInput("the request holds no rows.")
+    if rows > max_batch:
+        raise InvalidInput(f"the request has {rows} rows; the maximum batch is {max_batch}.")
+
+
+def _preprocessed(item: InferInput, preprocessor: Preprocessor, max_batch: int) -> Features:
+    width = preprocessor.numeric_width + len(preprocessor.categorical)
+    if item.datatype not in ("FP32", "FP64"):
+        raise InvalidInput(f'input "{FEATURES_INPUT}" must be FP32, not {item.datatype}.')
+    values = _as_numpy(item)
+    if values.ndim != 2 or values.shape[1] != width:
+        raise InvalidInput(f'input "{FEATURES_INPUT}" must have shape [batch, {width}], got {list(values.shape)}.')
+    _check_batch(values.shape[0], max_batch)
+    if not np.isfinite(values).all():
+        raise InvalidInput(f'input "{FEATURES_INPUT}" holds NaN or infinity.')
+    categorical = values[:, preprocessor.numeric_width :]
+    cardinalities = np.array(preprocessor.cardinalities)
+    if (categorical != np.round(categorical)).any() or (categorical < 0).any() or (categorical >= cardinalities).any():
+        raise InvalidInput(
+            f'input "{FEATURES_INPUT}": columns {preprocessor.numeric_width}.. are category indices and must be '
+            f"whole numbers in [0, cardinality) for cardinalities {preprocessor.cardinalities}."
+        )
+    return Features(
+        numeric=np.ascontiguousarray(values[:, : preprocessor.numeric_width], dtype=np.float32),
+        categorical=categorical.astype(np.int64),
+    )
+
+
+def v1_response(scores: np.ndarray, preprocessor: Preprocessor) -> dict[str, Any]:
+    """`{"predictions": [...]}`: class and probabilities per row, or the value for regression."""
+    if preprocessor.task == "regression":
+        return {"predictions": scores.astype(float).tolist()}
+    classes = preprocessor.classes
+    best = scores.argmax(axis=1)
+    probabilities = scores.astype(float).tolist()
+    return {
+        "predictions": [
+            {"class": classes[b], "probabilities": {str(c): p for c, p in zip(classes, row, strict=True)}}
+            for b, row in zip(best.tolist(), probabilities, strict=True)
+        ]
+    }
+
+
+def v2_response(scores: np.ndarray, preprocessor: Preprocessor, model_name: str, request_id: str) -> InferResponse:
+    """Named, typed outputs: `predicted_class` (BYTES) and `probabilities` (FP32), or `prediction`."""
+    if preprocessor.task == "regression":
+        outputs = [InferOutput("prediction", [len(scores)], "FP32", scores.astype(np.float32).tolist())]
+    else:
+        labels = [str(preprocessor.classes[b]) for b in scores.argmax(axis=1).tolist()]
+        outputs = [
+            InferOutput("predicted_class", [len(labels)], "BYTES", labels),
+            InferOutput("probabilities", list(scores.shape), "FP32", scores.astype(np.float32).flatten().tolist()),
+        ]
+    return InferResponse(response_id=request_id, model_name=model_name, infer_outputs=outputs)
+
+
+def v2_input_types(preprocessor: Preprocessor) -> list[dict[str, Any]]:
+    """The inputs `/v2/models/<name>` advertises: one per feature column."""
+    numeric = [{"name": c["name"], "datatype": "FP64", "shape": [-1]} for c in preprocessor.numeric]
+    categorical = [{"name": c["name"], "datatype": "BYTES", "shape": [-1]} for c in preprocessor.categorical]
+    return numeric + categorical
+
+
+def v2_output_types(preprocessor: Preprocessor) -> list[dict[str, Any]]:
+    if preprocessor.task == "regression":
+        return [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
+    return [
+        {"name": "predicted_class", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(preprocessor.classes)]},
+    ]

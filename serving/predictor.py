@@ -1,0 +1,125 @@
+"""The KServe predictor: raw features in, predictions out, with the training preprocessor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from kserve import Model
+from kserve.errors import InferenceError, InvalidInput
+from kserve.protocol.infer_type import InferRequest, InferResponse
+from mlworkloads.data.errors import DataError
+from mlworkloads.data.preprocessor import Features
+from mlworkloads.training.export import LoadedModel, load
+from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = "/mnt/models"
+DEFAULT_MAX_BATCH = 4096
+
+PREDICTIONS = Counter(
+    "mlworkloads_predictions_total",
+    "Predictions served, by predicted class.",
+    ["model_name", "predicted_class"],
+)
+SCORES = Histogram(
+    "mlworkloads_prediction_score",
+    "Score per prediction: the positive-class probability (binary), the top probability (multiclass) "
+    "or the predicted value (regression).",
+    ["model_name"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, float("inf")),
+)
+
+
+class TabularModel(Model):
+    """Serves an exported mlworkloads model over V1 and V2; see `serving/payload.py` for the formats."""
+
+    def __init__(self, name: str, model_dir: str = DEFAULT_MODEL_DIR, max_batch_size: int = DEFAULT_MAX_BATCH):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.max_batch_size = max_batch_size
+        self.loaded: LoadedModel | None = None
+
+    def load(self) -> bool:
+        """Loads and cross-checks the model directory, then proves it with a warm-up inference."""
+        self.loaded = load(self.model_dir)
+        preprocessor = self.loaded.preprocessor
+        warm = {name: pa.array([None]) for name in preprocessor.feature_columns}
+        scores = self.loaded.predict_columns(warm)
+        if not np.isfinite(scores).all():
+            raise RuntimeError(f"the warm-up inference of {self.model_dir!r} gave non-finite scores {scores!r}")
+        self.ready = True
+        log.info(
+            "model %r loaded from %s (%s, %d features)",
+            self.name,
+            self.model_dir,
+            self.loaded.task,
+            len(preprocessor.feature_columns),
+        )
+        return self.ready
+
+    def get_input_types(self) -> list[dict]:
+        from mlworkloads.serving.payload import v2_input_types
+
+        return v2_input_types(self.loaded.preprocessor) if self.loaded else []
+
+    def get_output_types(self) -> list[dict]:
+        from mlworkloads.serving.payload import v2_output_types
+
+        return v2_output_types(self.loaded.preprocessor) if self.loaded else []
+
+    async def predict(
+        self, payload: dict | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict | InferResponse:
+        from mlworkloads.serving import payload as formats
+
+        preprocessor = self.loaded.preprocessor
+        if isinstance(payload, (bytes, str)):
+            # A V1 body sent without `Content-Type: application/json` arrives undecoded.
+            try:
+                payload = json.loads(payload)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise InvalidInput(f"the request body is not valid JSON: {err}") from err
+        if isinstance(payload, InferRequest):
+            inputs = formats.v2_features(payload, preprocessor, self.max_batch_size)
+        else:
+            inputs = formats.v1_columns(payload, preprocessor, self.max_batch_size)
+        # The torch work runs in a thread so the event loop keeps answering health checks.
+        scores = await asyncio.to_thread(self._score, inputs)
+        self._observe(scores)
+        if isinstance(payload, InferRequest):
+            return formats.v2_response(scores, preprocessor, self.name, payload.id or str(uuid.uuid4()))
+        return formats.v1_response(scores, preprocessor)
+
+    def _score(self, inputs: Any) -> np.ndarray:
+        try:
+            if isinstance(inputs, Features):
+                return self.loaded.scores(inputs)
+            return self.loaded.predict_columns(inputs)
+        except DataError as err:
+            raise InvalidInput(str(err)) from err
+        except Exception as err:
+            raise InferenceError(f"inference failed: {type(err).__name__}: {err}") from err
+
+    def _observe(self, scores: np.ndarray) -> None:
+        preprocessor = self.loaded.preprocessor
+        if preprocessor.task == "regression":
+            for value in scores.tolist():
+                SCORES.labels(self.name).observe(value)
+            PREDICTIONS.labels(self.name, "value").inc(len(scores))
+            return
+        best = scores.argmax(axis=1)
+        counts = np.bincount(best, minlength=len(preprocessor.classes))
+        for index, count in enumerate(counts.tolist()):
+            if count:
+                PREDICTIONS.labels(self.name, str(preprocessor.classes[index])).inc(count)
+        observed = scores[:, 1] if preprocessor.task == "binary" else scores.max(axis=1)
+        histogram = SCORES.labels(self.name)
+        for value in observed.tolist():
+            histogram.observe(value)
