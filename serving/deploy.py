@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -72,37 +73,27 @@ def local_predictor(
     """
     port, grpc_port = free_port(), free_port()
     command = [
-        sys.executable,
-        "-m",
-        "mlworkloads.serving",
-        "--model_dir",
-        model_dir,
-        "--model_name",
-        name,
-        "--http_port",
-        str(port),
-        "--grpc_port",
-        str(grpc_port),
-        "--max_batch_size",
-        str(max_batch_size),
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, name, process, ready_timeout)
-        yield base
-    finally:
-        stop_process_tree(process)
+        sys.executable, "-m", "mlworkloads.serving", "--model_dir", model_dir, "--model_name", name,
+        "--http_port", str(port), "--grpc_port", str(grpc_port), "--max_batch_size", str(max_batch_size),
+    ]  # fmt: skip
+    # The server's log goes to a file: a pipe nobody drains fills up and blocks the server.
+    with tempfile.NamedTemporaryFile("w+", prefix=f"predictor-{name}-", suffix=".log") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(base, name, process, ready_timeout, log_file.name)
+            yield base
+        finally:
+            stop_process_tree(process)
 
 
-def _wait_ready(base: str, name: str, process: subprocess.Popen, timeout: float) -> None:
+def _wait_ready(base: str, name: str, process: subprocess.Popen, timeout: float, log_path: str) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    output = f.read()
                 raise DeployFailed(f"the predictor exited with code {process.returncode}:\n{output[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 response = client.get(f"{base}/v1/models/{name}")

@@ -149,3 +149,32 @@ def emulated_cluster(tmp_path, monkeypatch):
         monkeypatch.setenv("KUBECONFIG", cluster.write_kubeconfig(str(tmp_path / "kubeconfig")))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def sample_model(sample_features, tmp_path_factory) -> str:
+    """A model trained (in this process, 2 epochs) on the flights sample; returns its directory."""
+    from mlworkloads.training.config import TrainConfig
+    from mlworkloads.training.trainer import run
+
+    out = tmp_path_factory.mktemp("sample-model") / "model"
+    run(
+        TrainConfig(
+            train_uri=sample_features["train"],
+            validation_uri=sample_features["validation"],
+            preprocessor_uri=sample_features["preprocessor"],
+            output_uri=str(out),
+            epochs=2,
+            hidden_sizes=[64, 32],
+        )
+    )
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def predictor_url(sample_model):
+    """The real KServe predictor serving `sample_model` as "flights" on 127.0.0.1."""
+    from mlworkloads.serving.deploy import local_predictor
+
+    with local_predictor(sample_model, "flights", max_batch_size=512) as base:
+        yield base

@@ -1,0 +1,245 @@
+"""The predictor over real HTTP on loopback: V1, V2, three clients, and every bad input."""
+
+import json
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from mlworkloads.training.export import load
+
+
+@pytest.fixture(scope="module")
+def rows(sample_features):
+    return pq.read_table(sample_features["test_raw"]).slice(0, 32)
+
+
+@pytest.fixture(scope="module")
+def offline(sample_model, rows):
+    return load(sample_model).predict_columns(rows)
+
+
+def _instances(model_dir, rows):
+    columns = load(model_dir).preprocessor.feature_columns
+    return [{c: rows[c][i].as_py() for c in columns} for i in range(rows.num_rows)]
+
+
+def _v1(url, body, **kwargs):
+    return httpx.post(f"{url}/v1/models/flights:predict", json=body, timeout=30, **kwargs)
+
+
+def _v2_inputs(model_dir, rows):
+    preprocessor = load(model_dir).preprocessor
+    inputs = [
+        {
+            "name": c["name"],
+            "datatype": "FP64",
+            "shape": [rows.num_rows],
+            "data": [float(v) if v is not None else 0.0 for v in rows[c["name"]].to_pylist()],
+        }
+        for c in preprocessor.numeric
+    ]
+    inputs += [
+        {
+            "name": c["name"],
+            "datatype": "BYTES",
+            "shape": [rows.num_rows],
+            "data": [str(v) for v in rows[c["name"]].to_pylist()],
+        }
+        for c in preprocessor.categorical
+    ]
+    return inputs
+
+
+@pytest.mark.e2e
+def test_v1_predictions_equal_the_offline_ones(predictor_url, sample_model, rows, offline):
+    response = _v1(predictor_url, {"instances": _instances(sample_model, rows)})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    got = np.array([[p["probabilities"]["False"], p["probabilities"]["True"]] for p in predictions])
+    np.testing.assert_allclose(got, offline, atol=1e-6)
+    assert [p["class"] for p in predictions] == [bool(i) for i in offline.argmax(axis=1)]
+
+
+@pytest.mark.e2e
+def test_v2_with_one_input_per_feature_through_httpx(predictor_url, sample_model, rows, offline):
+    body = {"id": "r1", "inputs": _v2_inputs(sample_model, rows)}
+    response = httpx.post(f"{predictor_url}/v2/models/flights/infer", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert outputs["probabilities"]["datatype"] == "FP32" and outputs["probabilities"]["shape"] == [32, 2]
+    probabilities = np.array(outputs["probabilities"]["data"]).reshape(32, 2)
+    np.testing.assert_allclose(probabilities, offline, atol=1e-5)
+    assert outputs["predicted_class"]["datatype"] == "BYTES"
+
+
+@pytest.mark.e2e
+def test_v2_through_kserves_own_rest_client(predictor_url, sample_model, rows, offline):
+    import asyncio
+
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    inputs = []
+    for spec in _v2_inputs(sample_model, rows):
+        item = InferInput(spec["name"], spec["shape"], spec["datatype"])
+        array = np.array(spec["data"], dtype=object if spec["datatype"] == "BYTES" else np.float64)
+        item.set_data_from_numpy(array, binary_data=False)
+        inputs.append(item)
+
+    async def call():
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+        try:
+            return await client.infer(
+                predictor_url, InferRequest(model_name="flights", infer_inputs=inputs), model_name="flights"
+            )
+        finally:
+            await client.close()
+
+    response = asyncio.run(call())
+    probabilities = next(o for o in response.outputs if o.name == "probabilities").as_numpy()
+    np.testing.assert_allclose(probabilities.reshape(32, 2), offline, atol=1e-5)
+
+
+@pytest.mark.e2e
+def test_v2_through_tritons_client_a_third_party_implementation(predictor_url, sample_model, rows, offline):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(predictor_url.removeprefix("http://"))
+    assert client.is_model_ready("flights")
+    inputs = []
+    for spec in _v2_inputs(sample_model, rows):
+        item = triton.InferInput(spec["name"], spec["shape"], spec["datatype"])
+        array = np.array(spec["data"], dtype=object if spec["datatype"] == "BYTES" else np.float64)
+        item.set_data_from_numpy(array, binary_data=False)
+        inputs.append(item)
+    # KServe decodes a V2 body as JSON only when it is declared so; Triton's client omits the header.
+    result = client.infer(
+        "flights",
+        inputs,
+        outputs=[triton.InferRequestedOutput("probabilities", binary_data=False)],
+        headers={"Content-Type": "application/json"},
+    )
+    np.testing.assert_allclose(result.as_numpy("probabilities").reshape(32, 2), offline, atol=1e-5)
+
+
+@pytest.mark.e2e
+def test_v2_with_one_preprocessed_fp32_tensor(predictor_url, sample_model, rows, offline):
+    model = load(sample_model)
+    features = model.preprocessor.transform(rows)
+    tensor = np.hstack([features.numeric, features.categorical.astype(np.float32)])
+    body = {
+        "inputs": [
+            {"name": "features", "datatype": "FP32", "shape": list(tensor.shape), "data": tensor.flatten().tolist()}
+        ]
+    }
+    response = httpx.post(f"{predictor_url}/v2/models/flights/infer", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    probabilities = next(o for o in response.json()["outputs"] if o["name"] == "probabilities")["data"]
+    np.testing.assert_allclose(np.array(probabilities).reshape(32, 2), offline, atol=1e-5)
+
+
+@pytest.mark.e2e
+def test_v2_metadata_lists_the_inputs_the_model_expects(predictor_url, sample_model):
+    metadata = httpx.get(f"{predictor_url}/v2/models/flights", timeout=10).json()
+    names = [i["name"] for i in metadata["inputs"]]
+    assert names == load(sample_model).preprocessor.feature_columns
+    assert {i["datatype"] for i in metadata["inputs"]} == {"FP64", "BYTES"}
+    assert [o["name"] for o in metadata["outputs"]] == ["predicted_class", "probabilities"]
+
+
+@pytest.mark.e2e
+def test_unknown_categories_and_nulls_are_predicted_not_refused(predictor_url, sample_model, rows):
+    instance = _instances(sample_model, rows)[0]
+    instance.update(carrier="ZZ-NEW", dep_delay=None)
+    response = _v1(predictor_url, {"instances": [instance]})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+
+
+def _bad_cases(instance):
+    missing = {k: v for k, v in instance.items() if k != "distance"}
+    return [
+        ({"instances": [missing]}, "missing feature 'distance'"),
+        ({"instances": [{**instance, "distance": "far"}]}, "'distance'"),
+        ({"instances": [{**instance, "dep_delay": [1, 2]}]}, "'dep_delay'"),
+        ({"instances": [{**instance, "carrier": {"nested": "garbage"}}]}, "'carrier'"),
+        ({"instances": []}, "non-empty list"),
+        ({"instances": "rows"}, "instances"),
+        ({"rows": []}, '"instances"'),
+        ({"instances": [instance] * 513}, "maximum batch is 512"),
+        ({"instances": [1, 2]}, "instances[0] must be an object"),
+    ]
+
+
+@pytest.mark.e2e
+def test_every_bad_v1_payload_is_a_400_naming_the_field(predictor_url, sample_model, rows):
+    instance = _instances(sample_model, rows)[0]
+    for body, message in _bad_cases(instance):
+        response = _v1(predictor_url, body)
+        assert response.status_code == 400, (body, response.text)
+        assert message in response.json()["error"], (message, response.text)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        ("1e999", "number is infinity"),
+        ("-1e999", "number is infinity"),
+        ("NaN", "Unrecognized request format"),
+        ("Infinity", "Unrecognized request format"),
+    ],
+)
+def test_non_finite_numbers_are_a_400(predictor_url, sample_model, rows, literal, message):
+    # KServe's JSON decoder refuses these before the model sees them, naming the position;
+    # 1e999 overflows to infinity, NaN and Infinity are not JSON at all.
+    instance = _instances(sample_model, rows)[0]
+    body = json.dumps({"instances": [instance]}).replace(
+        f'"distance": {instance["distance"]}', f'"distance": {literal}'
+    )
+    response = httpx.post(
+        f"{predictor_url}/v1/models/flights:predict",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400 and message in response.text, response.text
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("body", ['{"instances": [{"month"', "not json at all", ""])
+def test_malformed_json_is_a_400(predictor_url, body):
+    response = httpx.post(
+        f"{predictor_url}/v1/models/flights:predict",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.e2e
+def test_bad_v2_payloads_are_400s_naming_the_input(predictor_url, sample_model, rows):
+    inputs = _v2_inputs(sample_model, rows)
+    cases = [
+        ({"inputs": inputs[1:]}, repr(inputs[0]["name"])),
+        ({"inputs": [{**inputs[0], "datatype": "BYTES", "data": ["x"] * 32}, *inputs[1:]]}, inputs[0]["name"]),
+        (
+            {"inputs": [*inputs[:-1], {**inputs[-1], "shape": [31], "data": inputs[-1]["data"][:31]}]},
+            f"input {inputs[-1]['name']!r} has 31 rows",
+        ),
+        ({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}, "features"),
+        ({"inputs": []}, "inputs"),
+    ]
+    for body, message in cases:
+        response = httpx.post(f"{predictor_url}/v2/models/flights/infer", json=body, timeout=10)
+        assert response.status_code == 400, (message, response.text)
+        assert message in response.text
+
+
+@pytest.mark.e2e
+def test_metrics_count_predictions_per_class_and_scores(predictor_url, sample_model, rows):
+    _v1(predictor_url, {"instances": _instances(sample_model, rows)})
+    text = httpx.get(f"{predictor_url}/metrics", timeout=10).text
+    assert 'mlworkloads_predictions_total{model_name="flights",predicted_class="False"}' in text
+    assert "mlworkloads_prediction_score_bucket" in text
+    assert "request_predict_seconds" in text  # KServe's own histograms are there too
