@@ -32,6 +32,7 @@ from mlworkloads.serving.inferenceservice import (
     build,
     canary_update,
     promoted,
+    typed,
 )
 from mlworkloads.serving.smoke import SmokeTestFailed, smoke_test
 from mlworkloads.training.export import load
@@ -230,8 +231,9 @@ def deploy_kserve(
         return smoke_test(endpoint(service), settings.name, test_rows, expected, feature_columns, classes)
 
     if live is None:
-        manifest = as_dict(build(settings, namespace))
-        created = _call(lambda: client.create(manifest, namespace=namespace), "create", namespace)
+        service_object = build(settings, namespace)
+        manifest = as_dict(service_object)
+        created = _call(lambda: client.create(service_object, namespace=namespace), "create", namespace)
         echo(f"created InferenceService {namespace}/{settings.name}")
         try:
             service = _wait(
@@ -246,7 +248,7 @@ def deploy_kserve(
 
     previous_spec = copy.deepcopy(live["spec"])
     manifest = canary_update(live, settings, namespace)
-    updated = _call(lambda: client.replace(settings.name, manifest, namespace=namespace), "update", namespace)
+    updated = _call(lambda: client.replace(settings.name, typed(manifest), namespace=namespace), "update", namespace)
     generation = updated["metadata"].get("generation")
     echo(
         f"updated InferenceService {namespace}/{settings.name} with a {settings.canary_traffic_percent}% canary "
@@ -260,7 +262,9 @@ def deploy_kserve(
         _rollback(client, settings, namespace, previous_spec, echo)
         raise DeployFailed(f"the canary of {namespace}/{settings.name} was rolled back: {err}") from err
     final = promoted(client.get(settings.name, namespace=namespace), settings)
-    promoted_service = _call(lambda: client.replace(settings.name, final, namespace=namespace), "update", namespace)
+    promoted_service = _call(
+        lambda: client.replace(settings.name, typed(final), namespace=namespace), "update", namespace
+    )
     service = _wait(
         client, settings.name, namespace, promoted_service["metadata"].get("generation"), ready_timeout, poll_interval
     )
@@ -304,16 +308,16 @@ def _wait(client, name: str, namespace: str, generation, timeout: int, poll_inte
 def _rollback(client, settings: ServiceSettings, namespace: str, previous_spec: dict[str, Any], echo) -> None:
     """Traffic back to the previous revision at once, then the previous spec restored."""
     if settings.deployment_mode == "Knative":
-        _call(
-            lambda: client.patch(
-                settings.name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}}, namespace=namespace
-            ),
-            "patch",
-            namespace,
+        zero = typed(
+            {
+                "metadata": {"name": settings.name, "namespace": namespace},
+                "spec": {"predictor": {"canaryTrafficPercent": 0}},
+            }
         )
+        _call(lambda: client.patch(settings.name, zero, namespace=namespace), "patch", namespace)
     current = client.get(settings.name, namespace=namespace)
     current["spec"] = previous_spec
-    _call(lambda: client.replace(settings.name, current, namespace=namespace), "update", namespace)
+    _call(lambda: client.replace(settings.name, typed(current), namespace=namespace), "update", namespace)
     echo(f"rolled back InferenceService {namespace}/{settings.name} to its previous model")
 
 

@@ -175,6 +175,26 @@ def as_dict(service: V1beta1InferenceService) -> dict[str, Any]:
     return k8s.ApiClient().sanitize_for_serialization(service)
 
 
+def typed(obj: dict[str, Any]) -> V1beta1InferenceService:
+    """A service held as a dict (as the API returned it) back in the SDK's type, for KServeClient.
+
+    Metadata becomes typed; the spec, already in the API's own JSON form, is carried as is.
+    """
+    meta = obj["metadata"]
+    return V1beta1InferenceService(
+        api_version=obj.get("apiVersion") or f"{constants.KSERVE_GROUP}/{constants.KSERVE_V1BETA1_VERSION}",
+        kind=obj.get("kind") or constants.KSERVE_KIND_INFERENCESERVICE,
+        metadata=k8s.V1ObjectMeta(
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            labels=meta.get("labels"),
+            annotations=meta.get("annotations"),
+            resource_version=meta.get("resourceVersion"),
+        ),
+        spec=obj["spec"],
+    )
+
+
 def canary_update(live: dict[str, Any], settings: ServiceSettings, namespace: str) -> dict[str, Any]:
     """The live service updated to the new model as a canary taking `canary_traffic_percent`.
 

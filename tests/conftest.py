@@ -178,3 +178,24 @@ def predictor_url(sample_model):
 
     with local_predictor(sample_model, "flights", max_batch_size=512) as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def other_model(sample_features, tmp_path_factory) -> str:
+    """A second model (another seed, another shape): a challenger whose predictions differ."""
+    from mlworkloads.training.config import TrainConfig
+    from mlworkloads.training.trainer import run
+
+    out = tmp_path_factory.mktemp("other-model") / "model"
+    run(
+        TrainConfig(
+            train_uri=sample_features["train"],
+            validation_uri=sample_features["validation"],
+            preprocessor_uri=sample_features["preprocessor"],
+            output_uri=str(out),
+            epochs=1,
+            hidden_sizes=[16],
+            seed=42,
+        )
+    )
+    return str(out)

@@ -5,7 +5,9 @@ It serves the API paths the official clients (`kubernetes`, kubeflow-training's
 replace, delete), pods (list by label selector, logs, follow), and events. Controllers play
 the operators: the PyTorchJob controller runs every replica's container command as a local
 process with the environment the training operator injects (MASTER_ADDR, MASTER_PORT,
-WORLD_SIZE, RANK, PET_*), and sets the job's conditions from their exit codes.
+WORLD_SIZE, RANK, PET_*), and sets the job's conditions from their exit codes; the InferenceService controller
+(emulated_kserve.py) runs each predictor revision as a local KServe server behind a
+traffic-splitting proxy.
 
 What it does not emulate: scheduling beyond a GPU count (pods that ask for more GPUs than the
 emulated node has stay Pending, with the event a real scheduler writes), volumes, Secrets,
@@ -115,7 +117,12 @@ class EmulatedCluster:
         self.calls: Counter = Counter()  # (verb, resource) -> count, for RBAC checks
         self.deny: set[tuple[str, str]] = set()
         self.lock = threading.RLock()
-        self.controllers: dict[str, Any] = {"pytorchjobs": PyTorchJobController(self)}
+        from support.emulated_kserve import InferenceServiceController
+
+        self.controllers: dict[str, Any] = {
+            "pytorchjobs": PyTorchJobController(self),
+            "inferenceservices": InferenceServiceController(self),
+        }
         self._resource_version = 0
         self.server: http.server.ThreadingHTTPServer | None = None
 
@@ -138,6 +145,7 @@ class EmulatedCluster:
             pods = list(self.pods.values())
         for pod in pods:
             pod.kill()
+        self.controllers["inferenceservices"].stop_all()
         self.server.shutdown()
         self.server.server_close()
 

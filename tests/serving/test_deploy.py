@@ -1,0 +1,178 @@
+"""The deployer through the real KServeClient, against the EMULATED cluster's KServe controller."""
+
+import pathlib
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from mlworkloads.serving import deploy
+from mlworkloads.serving.inferenceservice import ServiceSettings
+from mlworkloads.training.evaluation import evaluate
+from mlworkloads.training.export import load
+
+from mlworkloads.images import PREDICTOR_IMAGE
+
+
+@pytest.fixture(scope="module")
+def test_rows(sample_features):
+    return pq.read_table(sample_features["test_raw"]).slice(0, 200)
+
+
+def _expected(model_dir, rows):
+    return evaluate(load(model_dir), rows).predictions
+
+
+def _deploy(model_dir, rows, expected=None, mode="Knative", timeout=60, **settings):
+    model = load(model_dir)
+    service = ServiceSettings(
+        name="flights",
+        image=PREDICTOR_IMAGE,
+        model_uri=model_dir,
+        namespace="default",
+        deployment_mode=mode,
+        canary_traffic_percent=20,
+        **settings,
+    )
+    lines = []
+    outcome = deploy.deploy_kserve(
+        service,
+        rows,
+        expected if expected is not None else _expected(model_dir, rows),
+        model.preprocessor.feature_columns,
+        model.preprocessor.classes,
+        ready_timeout=timeout,
+        poll_interval=1,
+        echo=lines.append,
+    )
+    return outcome, lines
+
+
+def _served_probabilities(url, model_dir, rows, n=8):
+    columns = load(model_dir).preprocessor.feature_columns
+    instances = [{c: rows[c][i].as_py() for c in columns} for i in range(n)]
+    response = httpx.post(f"{url}/v1/models/flights:predict", json={"instances": instances}, timeout=30)
+    response.raise_for_status()
+    return np.array([[p["probabilities"]["False"], p["probabilities"]["True"]] for p in response.json()["predictions"]])
+
+
+def _service_url(cluster):
+    (service,) = cluster.jobs("inferenceservices")
+    return service["status"]["url"]
+
+
+@pytest.mark.e2e
+def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, test_rows, emulated_cluster):
+    outcome, lines = _deploy(sample_model, test_rows)
+    assert any("Ready with 100% of traffic" in line for line in lines)
+    (stored,) = emulated_cluster.jobs("inferenceservices")
+    assert stored["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    container = stored["spec"]["predictor"]["containers"][0]
+    assert {"name": "STORAGE_URI", "value": sample_model} in container["env"]
+    served = _served_probabilities(outcome["url"], sample_model, test_rows)
+    np.testing.assert_allclose(served, load(sample_model).predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["Knative", "Standard"])
+def test_an_update_goes_out_as_a_canary_and_is_promoted(sample_model, other_model, test_rows, emulated_cluster, mode):
+    _deploy(sample_model, test_rows, mode=mode)
+    outcome, lines = _deploy(other_model, test_rows, mode=mode)
+    assert any("with a 20% canary" in line for line in lines)
+    assert any("promoted the canary" in line for line in lines)
+    (stored,) = emulated_cluster.jobs("inferenceservices")
+    assert "canary" not in stored["spec"] and "canaryTrafficPercent" not in stored["spec"]["predictor"]
+    assert stored["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
+    served = _served_probabilities(_service_url(emulated_cluster), other_model, test_rows)
+    np.testing.assert_allclose(served, load(other_model).predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+
+
+@pytest.mark.e2e
+def test_a_canary_that_fails_its_smoke_test_is_rolled_back_and_the_old_model_answers(
+    sample_model, other_model, test_rows, emulated_cluster
+):
+    _deploy(sample_model, test_rows)
+    wrong_expectations = _expected(sample_model, test_rows)  # what the other model will not return
+    with pytest.raises(deploy.DeployFailed) as err:
+        _deploy(other_model, test_rows, expected=wrong_expectations)
+    assert "rolled back" in str(err.value) and "predictions differ from the offline ones" in str(err.value)
+    (stored,) = emulated_cluster.jobs("inferenceservices")
+    assert {"name": "STORAGE_URI", "value": sample_model} in stored["spec"]["predictor"]["containers"][0]["env"]
+    served = _served_probabilities(_service_url(emulated_cluster), sample_model, test_rows)
+    np.testing.assert_allclose(served, load(sample_model).predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+
+
+@pytest.mark.e2e
+def test_a_canary_that_never_becomes_ready_times_out_and_is_rolled_back(
+    sample_model, test_rows, emulated_cluster, tmp_path
+):
+    _deploy(sample_model, test_rows)
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model.json").write_text("{}")
+    model = load(sample_model)
+    service = ServiceSettings(name="flights", image=PREDICTOR_IMAGE, model_uri=str(broken), namespace="default")
+    with pytest.raises(deploy.DeployFailed) as err:
+        deploy.deploy_kserve(
+            service,
+            test_rows,
+            _expected(sample_model, test_rows),
+            model.preprocessor.feature_columns,
+            model.preprocessor.classes,
+            ready_timeout=8,
+            poll_interval=1,
+            echo=lambda _: None,
+        )
+    assert "was not Ready within 8 s" in str(err.value) and "rolled back" in str(err.value)
+    served = _served_probabilities(_service_url(emulated_cluster), sample_model, test_rows)
+    np.testing.assert_allclose(served, model.predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+
+
+@pytest.mark.e2e
+def test_a_new_service_that_fails_is_deleted(sample_model, other_model, test_rows, emulated_cluster):
+    with pytest.raises(deploy.DeployFailed, match="was deleted"):
+        _deploy(other_model, test_rows, expected=_expected(sample_model, test_rows))
+    assert emulated_cluster.jobs("inferenceservices") == []
+
+
+def test_a_forbidden_create_says_which_permission_is_missing(sample_model, test_rows, emulated_cluster):
+    emulated_cluster.deny.add(("create", "inferenceservices.serving.kserve.io"))
+    with pytest.raises(PermissionError, match="may not create inferenceservices.serving.kserve.io"):
+        _deploy(sample_model, test_rows)
+
+
+def test_the_live_services_model_is_found_for_the_champion_comparison(sample_model, emulated_cluster):
+    from kserve import KServeClient
+    from mlworkloads.serving.inferenceservice import build
+
+    manifest = build(ServiceSettings(name="champ", image=PREDICTOR_IMAGE, model_uri="s3://m/v1"), "default")
+    client = KServeClient(config_file=str(pathlib.Path(emulated_cluster.workdir).parent / "kubeconfig"))
+    client.create(manifest, namespace="default")
+    assert deploy.live_model_uri("champ", "default", client=client) == "s3://m/v1"
+
+
+@pytest.mark.e2e
+def test_every_api_call_the_deployer_makes_is_granted_by_the_shipped_role(
+    sample_model, other_model, test_rows, emulated_cluster
+):
+    _deploy(sample_model, test_rows)
+    _deploy(other_model, test_rows)  # canary + promote
+    with pytest.raises(deploy.DeployFailed):  # canary + rollback (patch)
+        _deploy(sample_model, test_rows, expected=_expected(other_model, test_rows))
+    role = next(
+        d
+        for d in yaml.safe_load_all(pathlib.Path(deploy.__file__).with_name("rbac.yaml").read_text())
+        if d["kind"] == "Role"
+    )
+    granted = {
+        (verb, f"{resource}.{group}")
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    used = set(emulated_cluster.calls)
+    assert used <= granted, f"not granted: {used - granted}"
+    assert granted - used <= {("delete", "inferenceservices.serving.kserve.io")}, granted - used

@@ -1,0 +1,308 @@
+"""EMULATED KServe controller for the emulated cluster. Not KServe: an emulation on 127.0.0.1.
+
+Each generation of an InferenceService's predictor becomes a "revision": its container
+command runs as a local process on a free port, with `/mnt/models` replaced by the
+`STORAGE_URI` (the storage initializer's job). A revision is Ready when its server answers
+`/v1/models/<name>` with ready=true. As in Knative, traffic moves to a new revision only once
+it is Ready: with `canaryTrafficPercent` (or `spec.canary` in Standard mode) it takes that
+share and the previously rolled-out revision keeps the rest; a revision that never becomes
+Ready gets none. The service URL is a small proxy that splits requests by those weights; the
+`latest` and `prev` traffic tags carry the revisions' own URLs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import http.server
+import itertools
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from support.emulated_cluster import free_port, now, resolve_command
+
+
+class Revision:
+    def __init__(self, name: str, generation: int, port: int, process: subprocess.Popen, log_path: str):
+        self.name, self.generation, self.port, self.process, self.log_path = name, generation, port, process, log_path
+        self.ready = False
+        self.failed = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Service:
+    """One InferenceService: its revisions, traffic weights and routing proxy."""
+
+    def __init__(self, name: str, namespace: str):
+        self.name, self.namespace = name, namespace
+        self.revisions: list[Revision] = []
+        self.rolled_out: Revision | None = None  # the revision with the stable traffic
+        self.weights: list[tuple[Revision, int]] = []
+        self.counter = itertools.count()
+        self.proxy = _Proxy(self)
+
+    def pick(self) -> Revision | None:
+        ticket = next(self.counter) % 100
+        for revision, weight in self.weights:
+            if ticket < weight:
+                return revision
+            ticket -= weight
+        return None
+
+
+class InferenceServiceController:
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.services: dict[tuple[str, str], Service] = {}
+        self.lock = threading.RLock()
+
+    # ---- cluster hooks ----------------------------------------------------------------------
+
+    def on_create(self, obj: dict[str, Any]) -> None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        with self.lock:
+            self.services[key] = Service(key[1], key[0])
+        self._new_revision(obj)
+
+    def on_update(self, obj: dict[str, Any]) -> None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        service = self.services.get(key)
+        if service is None:
+            return
+        latest = service.revisions[-1] if service.revisions else None
+        if latest is None or _predictor_template(obj) != latest.template:
+            self._new_revision(obj)
+        else:
+            self._reconcile(obj)
+
+    def on_delete(self, obj: dict[str, Any]) -> None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        with self.lock:
+            service = self.services.pop(key, None)
+        if service:
+            for revision in service.revisions:
+                revision.stop()
+            service.proxy.stop()
+
+    def stop_all(self) -> None:
+        for key in list(self.services):
+            self.on_delete({"metadata": {"namespace": key[0], "name": key[1]}})
+
+    # ---- revisions -----------------------------------------------------------------------------
+
+    def _new_revision(self, obj: dict[str, Any]) -> None:
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        service = self.services[(ns, name)]
+        generation = obj["metadata"].get("generation", 1)
+        template = _predictor_template(obj)
+        container = template["containers"][0]
+        storage = next((e["value"] for e in container.get("env") or [] if e["name"] == "STORAGE_URI"), "")
+        args = [storage if a == "/mnt/models" else a for a in container.get("args") or []]
+        port = free_port()
+        args = _set_arg(args, "--http_port", str(port))
+        args = _set_arg(args, "--grpc_port", str(free_port()))
+        revision_name = f"{name}-predictor-{len(service.revisions) + 1:05d}"
+        log_path = os.path.join(self.cluster.workdir, f"{ns}-{revision_name}.log")
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                resolve_command(container["command"] + args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.cluster.workdir,
+            )
+        revision = Revision(revision_name, generation, port, process, log_path)
+        revision.template = template
+        service.revisions.append(revision)
+        self.cluster.record_event(ns, "InferenceService", name, "RevisionCreated", f"Created revision {revision_name}")
+        self._reconcile(obj)
+        threading.Thread(target=self._probe, args=(ns, name, revision), daemon=True).start()
+
+    def _probe(self, ns: str, name: str, revision: Revision) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if revision.process.poll() is not None:
+                with open(revision.log_path, encoding="utf-8", errors="replace") as f:
+                    tail = f.read()[-600:]
+                revision.failed = f"container exited with code {revision.process.returncode}: {tail}"
+                break
+            with contextlib.suppress(Exception):
+                with urllib.request.urlopen(f"{revision.url}/v1/models/{name}", timeout=1) as response:
+                    if json.load(response).get("ready"):
+                        revision.ready = True
+                        break
+            time.sleep(0.1)
+        else:
+            revision.failed = "not ready within 120 s"
+        obj = self.cluster.get_object("inferenceservices", ns, name)
+        if obj is not None:
+            self._reconcile(obj)
+
+    def _reconcile(self, obj: dict[str, Any]) -> None:
+        """Sets traffic and status from the spec and the revisions' readiness."""
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        with self.lock:
+            service = self.services.get((ns, name))
+            if service is None:
+                return
+            latest = service.revisions[-1]
+            canary = _canary_percent(obj)
+            if latest.ready and canary is None:
+                if service.rolled_out is not latest:
+                    previous = service.rolled_out
+                    service.rolled_out = latest
+                    if previous is not None:
+                        threading.Thread(target=previous.stop, daemon=True).start()
+                service.weights = [(latest, 100)]
+            elif latest.ready and service.rolled_out is not None and service.rolled_out is not latest:
+                service.weights = [(service.rolled_out, 100 - canary), (latest, canary)]
+            elif latest.ready:
+                service.rolled_out = latest
+                service.weights = [(latest, 100)]
+            else:
+                service.weights = [(service.rolled_out, 100)] if service.rolled_out else []
+            ready = latest.ready and bool(service.weights)
+            traffic = []
+            for revision, percent in service.weights:
+                tag = "latest" if revision is latest else "prev"
+                traffic.append(
+                    {
+                        "revisionName": revision.name,
+                        "percent": percent,
+                        "tag": tag,
+                        "url": revision.url,
+                        "latestRevision": revision is latest,
+                    }
+                )
+            if not latest.ready and service.rolled_out is not None:
+                traffic.append(
+                    {
+                        "revisionName": latest.name,
+                        "percent": 0,
+                        "tag": "latest",
+                        "url": latest.url,
+                        "latestRevision": True,
+                    }
+                )
+            generation = obj["metadata"].get("generation", 1)
+            reason = "" if ready else (latest.failed or "RevisionNotReady")
+
+        def mutate(status: dict[str, Any]) -> None:
+            status["observedGeneration"] = generation
+            status["url"] = service.proxy.url
+            status["address"] = {"url": service.proxy.url}
+            status["deploymentMode"] = (obj["metadata"].get("annotations") or {}).get(
+                "serving.kserve.io/deploymentMode", "Knative"
+            )
+            status["components"] = {
+                "predictor": {
+                    "latestCreatedRevision": latest.name,
+                    "latestReadyRevision": next((r.name for r in reversed(service.revisions) if r.ready), None),
+                    "latestRolledoutRevision": service.rolled_out.name if service.rolled_out else None,
+                    "url": service.proxy.url,
+                    "traffic": traffic,
+                }
+            }
+            condition = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now()}
+            if reason:
+                condition.update(reason="RevisionFailed" if latest.failed else "RevisionNotReady", message=reason)
+            predictor_ready = dict(condition, type="PredictorReady")
+            status["conditions"] = [predictor_ready, condition]
+
+        self.cluster.update_status("inferenceservices", ns, name, mutate)
+
+
+def _predictor_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """The predictor that takes the new traffic: `spec.canary.predictor` in Standard mode."""
+    spec = obj["spec"]
+    predictor = copy.deepcopy((spec.get("canary") or {}).get("predictor") or spec["predictor"])
+    predictor.pop("canaryTrafficPercent", None)
+    return predictor
+
+
+def _canary_percent(obj: dict[str, Any]) -> int | None:
+    spec = obj["spec"]
+    if spec.get("canary"):
+        return int(spec["canary"].get("trafficPercent", 0))
+    value = spec["predictor"].get("canaryTrafficPercent")
+    return None if value is None else int(value)
+
+
+def _set_arg(args: list[str], flag: str, value: str) -> list[str]:
+    if flag in args:
+        index = args.index(flag)
+        return [*args[: index + 1], value, *args[index + 2 :]]
+    return [*args, flag, value]
+
+
+class _Proxy:
+    """The service URL: forwards each request to a revision chosen by the traffic weights."""
+
+    def __init__(self, service: Service):
+        outer = service
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                revision = outer.pick()
+                if revision is None:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                request = urllib.request.Request(
+                    f"{revision.url}{self.path}",
+                    data=body,
+                    method=self.command,
+                    headers={k: v for k, v in self.headers.items() if k.lower() in ("content-type",)},
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        status, payload, kind = response.status, response.read(), response.headers.get("Content-Type")
+                except urllib.error.HTTPError as err:
+                    status, payload, kind = err.code, err.read(), err.headers.get("Content-Type")
+                except OSError:
+                    status, payload, kind = 503, b"revision unavailable", "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind or "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
