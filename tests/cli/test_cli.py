@@ -16,7 +16,7 @@ def test_version_is_the_package_version():
     assert result.exit_code == 0 and result.output.strip() == f"mlworkloads {__version__}"
 
 
-@pytest.mark.parametrize("command", ["compile", "run", "images"])
+@pytest.mark.parametrize("command", ["compile", "run", "demo", "serve", "rbac", "images"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -84,3 +84,9 @@ def test_run_reports_a_failing_step_with_exit_code_1(tmp_path):
     assert result.returncode == 1
     assert "validation_fraction + test_fraction = 1.1 leaves no rows for train" in result.stdout
     assert "pipeline 'data_pipeline' failed" in result.stderr
+
+
+def test_rbac_prints_the_training_and_serving_roles():
+    result = runner.invoke(app, ["rbac"])
+    assert result.exit_code == 0
+    assert "name: mlworkloads-training" in result.output and "name: mlworkloads-serving" in result.output

@@ -145,11 +145,13 @@ class InferenceServiceController:
                     tail = f.read()[-600:]
                 revision.failed = f"container exited with code {revision.process.returncode}: {tail}"
                 break
-            with contextlib.suppress(Exception):
-                with urllib.request.urlopen(f"{revision.url}/v1/models/{name}", timeout=1) as response:
-                    if json.load(response).get("ready"):
-                        revision.ready = True
-                        break
+            with (
+                contextlib.suppress(Exception),
+                urllib.request.urlopen(f"{revision.url}/v1/models/{name}", timeout=1) as response,
+            ):
+                if json.load(response).get("ready"):
+                    revision.ready = True
+                    break
             time.sleep(0.1)
         else:
             revision.failed = "not ready within 120 s"

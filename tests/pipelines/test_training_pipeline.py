@@ -1,0 +1,77 @@
+"""training_pipeline end to end with kfp.local on a sample of the flights table."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from mlworkloads.pipelines import PIPELINES
+
+from mlworkloads.local_run import find_output, run_locally
+
+SMALL = {
+    "max_rows": 30000,
+    "epochs": 2,
+    "hidden_sizes": [32, 16],
+    "backend": "local",
+    "deploy_backend": "local",
+    "nproc_per_node": 2,
+}
+
+
+def _ran(root, task):
+    try:
+        find_output(root, task, "executor_output.json")
+        return True
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.e2e
+def test_training_pipeline_trains_evaluates_and_deploys_locally(tmp_path):
+    root = run_locally(PIPELINES["training_pipeline"], SMALL, str(tmp_path))
+    status = json.loads(pathlib.Path(find_output(root, "deploy-inferenceservice", "status")).read_text())
+    assert status["ready"] is True and status["smoke_test"]["max_difference"] < 1e-4
+    manifest = json.loads(pathlib.Path(find_output(root, "deploy-inferenceservice", "manifest")).read_text())
+    assert manifest["kind"] == "InferenceService" and manifest["metadata"]["name"] == "flights-late"
+    assert sorted(os.listdir(find_output(root, "train-pytorchjob", "model"))) == [
+        "metrics.json",
+        "model.json",
+        "model.pt",
+        "preprocessor.json",
+    ]
+
+
+@pytest.mark.e2e
+def test_a_gate_that_fails_skips_the_deploy_step(tmp_path):
+    root = run_locally(PIPELINES["training_pipeline"], {**SMALL, "thresholds": {"roc_auc": ">=0.999"}}, str(tmp_path))
+    assert _ran(root, "evaluate-model")
+    report = pathlib.Path(find_output(root, "evaluate-model", "report")).read_text()
+    assert "Evaluation: FAILED" in report and "fails &gt;=0.999" in report
+    assert not _ran(root, "deploy-inferenceservice")
+
+
+@pytest.mark.e2e
+def test_the_demo_trains_serves_and_prints_a_prediction(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlworkloads",
+            "demo",
+            "--runs-dir",
+            str(tmp_path),
+            "-p",
+            "max_rows=30000",
+            "-p",
+            "epochs=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '-> 200 {"predictions": [{"class": ' in result.stdout
+    assert "serve it:  mlworkloads serve" in result.stdout

@@ -1,0 +1,74 @@
+"""The evaluation gate: thresholds, the champion comparison, and the metrics it reports."""
+
+import pyarrow.parquet as pq
+import pytest
+from mlworkloads.data.errors import DataError
+from mlworkloads.training.evaluation import evaluate, parse_thresholds, report_html
+from mlworkloads.training.export import load
+
+
+@pytest.fixture(scope="module")
+def test_split(sample_features):
+    return pq.read_table(sample_features["test_raw"])
+
+
+@pytest.fixture(scope="module")
+def better(sample_model):  # 2 epochs, [64, 32]
+    return load(sample_model)
+
+
+@pytest.fixture(scope="module")
+def worse(other_model):  # 1 epoch, [16]
+    return load(other_model)
+
+
+def test_the_better_model_really_is_better(better, worse, test_split):
+    assert evaluate(better, test_split).metrics["roc_auc"] > evaluate(worse, test_split).metrics["roc_auc"]
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "use_champion", "min_improvement", "passed", "reason"),
+    [
+        ({"roc_auc": ">=0.5"}, False, 0.0, True, "roc_auc = "),
+        ({"roc_auc": ">=0.99"}, False, 0.0, False, "fails >=0.99"),
+        ({"log_loss": "<=5"}, False, 0.0, True, "meets <=5"),
+        ({"roc_auc": ">=0.5", "log_loss": "<=0.01"}, False, 0.0, False, "log_loss"),
+        ({}, False, 0.0, True, "passed by default"),
+        ({}, "worse-is-champion", 0.0, True, "beats it"),
+        ({}, "worse-is-champion", 0.5, False, "does not beat it by the required 0.5"),
+        ({}, "better-is-champion", 0.0, False, "does not beat"),  # challenger worse than champion: not deployed
+        ({"roc_auc": ">=0.5"}, "better-is-champion", 0.0, False, "does not beat"),
+    ],
+)
+def test_the_gate(better, worse, test_split, thresholds, use_champion, min_improvement, passed, reason):
+    challenger, champion = better, None
+    if use_champion == "worse-is-champion":
+        champion = worse
+    elif use_champion == "better-is-champion":
+        challenger, champion = worse, better
+    result = evaluate(challenger, test_split, thresholds, champion=champion, min_improvement=min_improvement)
+    assert result.passed is passed
+    assert any(reason in r for r in result.reasons), result.reasons
+
+
+def test_evaluation_reports_the_confusion_matrix_roc_curve_and_predictions(better, test_split):
+    result = evaluate(better, test_split)
+    assert sum(map(sum, result.confusion)) == test_split.num_rows
+    assert result.classes == ["False", "True"]
+    assert result.roc["fpr"][0] == 0.0 and result.roc["tpr"][-1] == 1.0
+    assert result.predictions.column_names == ["predicted_class", "probability_False", "probability_True"]
+    assert "Confusion matrix" in report_html(result)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [({"roc_auc": "high"}, "thresholds['roc_auc'] = 'high'"), ({"roc_auc": "=>0.7"}, "expected a comparison")],
+)
+def test_bad_thresholds_are_refused_naming_them(thresholds, message):
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_thresholds(thresholds)
+
+
+def test_a_threshold_on_a_metric_the_task_lacks_is_refused(better, test_split):
+    with pytest.raises(DataError, match="thresholds names metric 'rmse'"):
+        evaluate(better, test_split, {"rmse": "<=1"})
