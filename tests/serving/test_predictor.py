@@ -243,3 +243,13 @@ def test_metrics_count_predictions_per_class_and_scores(predictor_url, sample_mo
     assert 'mlworkloads_predictions_total{model_name="flights",predicted_class="False"}' in text
     assert "mlworkloads_prediction_score_bucket" in text
     assert "request_predict_seconds" in text  # KServe's own histograms are there too
+
+
+def test_the_grafana_dashboard_queries_the_metrics_the_predictor_exports():
+    import pathlib
+
+    from mlworkloads.serving import predictor
+
+    dashboard = json.loads(pathlib.Path(predictor.__file__).with_name("grafana-dashboard.json").read_text())
+    expressions = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    assert "mlworkloads_predictions_total" in expressions and "mlworkloads_prediction_score_bucket" in expressions
