@@ -6,6 +6,9 @@ sometimes only as the context); this finds the HTTP status either way.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 
 def api_status(err: BaseException) -> int | None:
     """The HTTP status of the API error behind `err`, if there is one."""
@@ -25,3 +28,9 @@ def forbidden(err: BaseException, verb: str, resource: str, namespace: str, rbac
     return PermissionError(
         f"the pipeline's service account may not {verb} {resource} in namespace {namespace!r} (HTTP 403). {rbac_hint}"
     )
+
+
+def snake_case_keys(fragment: dict[str, Any]) -> dict[str, Any]:
+    """A Kubernetes JSON fragment (`{"tolerationSeconds": 5}`) as keyword arguments of the
+    client's typed model (`V1Toleration(toleration_seconds=5)`)."""
+    return {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): value for key, value in fragment.items()}

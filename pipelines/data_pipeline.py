@@ -1,8 +1,8 @@
 """`data_pipeline`: ingest -> split -> preprocess."""
 
 from kfp import dsl
-from mlworkloads.components import fit_preprocessor, ingest_table, split_dataset
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
+from mlworkloads.pipelines._data_steps import add_data_steps
 
 
 @dsl.pipeline(name="data-pipeline")
@@ -41,27 +41,16 @@ def data_pipeline(
         A parquet dataset per split, their preprocessed features, the fitted preprocessor
         and the data report, as artifacts of the steps.
     """
-    ingest = ingest_table(
+    add_data_steps(
         source_uri=source_uri,
         label_column=label_column,
         derived_columns=derived_columns,
         drop_columns=drop_columns,
         row_filter=row_filter,
         max_rows=max_rows,
-    )
-    ingest.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
-    split = split_dataset(
-        dataset=ingest.outputs["dataset"],
-        label_column=label_column,
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         seed=seed,
-    )
-    fit_preprocessor(
-        train=split.outputs["train"],
-        validation=split.outputs["validation"],
-        test=split.outputs["test"],
-        label_column=label_column,
         categorical_columns=categorical_columns,
         max_categories=max_categories,
     )

@@ -4,12 +4,10 @@ from kfp import dsl
 from mlworkloads.components import (
     deploy_inferenceservice,
     evaluate_model,
-    fit_preprocessor,
-    ingest_table,
-    split_dataset,
     train_pytorchjob,
 )
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
+from mlworkloads.pipelines._data_steps import add_data_steps
 
 
 @dsl.pipeline(name="training-pipeline")
@@ -83,30 +81,20 @@ def training_pipeline(
         min_replicas: Minimum predictor replicas.
         max_replicas: Maximum predictor replicas.
     """
-    ingest = ingest_table(
+    data = add_data_steps(
         source_uri=source_uri,
         label_column=label_column,
         derived_columns=derived_columns,
         drop_columns=drop_columns,
         row_filter=row_filter,
         max_rows=max_rows,
-    )
-    ingest.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
-    split = split_dataset(
-        dataset=ingest.outputs["dataset"],
-        label_column=label_column,
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         seed=split_seed,
-    )
-    prep = fit_preprocessor(
-        train=split.outputs["train"],
-        validation=split.outputs["validation"],
-        test=split.outputs["test"],
-        label_column=label_column,
         categorical_columns=categorical_columns,
         max_categories=max_categories,
     )
+    split, prep = data.split, data.preprocess
     train = train_pytorchjob(
         train_features=prep.outputs["train_features"],
         validation_features=prep.outputs["validation_features"],

@@ -16,6 +16,7 @@ from kserve import (
     constants,
 )
 from kubernetes import client as k8s
+from mlworkloads.data.kube import snake_case_keys
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODES = ("Knative", "Standard")
@@ -146,7 +147,7 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
         timeout=settings.timeout_seconds or None,
         logger=V1beta1LoggerSpec(url=settings.logger_url, mode=settings.logger_mode) if settings.logger_url else None,
         node_selector=settings.node_selector or None,
-        tolerations=[k8s.V1Toleration(**_snake(t)) for t in settings.tolerations] or None,
+        tolerations=[k8s.V1Toleration(**snake_case_keys(t)) for t in settings.tolerations] or None,
     )
 
 
@@ -230,7 +231,3 @@ def promoted(live: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
         canary = updated["spec"].pop("canary")
         updated["spec"]["predictor"] = canary["predictor"]
     return updated
-
-
-def _snake(toleration: dict[str, Any]) -> dict[str, Any]:
-    return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in toleration.items()}

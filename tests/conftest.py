@@ -151,24 +151,29 @@ def emulated_cluster(tmp_path, monkeypatch):
         yield cluster
 
 
-@pytest.fixture(scope="session")
-def sample_model(sample_features, tmp_path_factory) -> str:
-    """A model trained (in this process, 2 epochs) on the flights sample; returns its directory."""
+def train_model(features: dict[str, str], out, **settings) -> str:
+    """Trains in this process on prepared `features`; returns the model directory."""
     from mlworkloads.training.config import TrainConfig
     from mlworkloads.training.trainer import run
 
-    out = tmp_path_factory.mktemp("sample-model") / "model"
     run(
         TrainConfig(
-            train_uri=sample_features["train"],
-            validation_uri=sample_features["validation"],
-            preprocessor_uri=sample_features["preprocessor"],
+            train_uri=features["train"],
+            validation_uri=features["validation"],
+            preprocessor_uri=features["preprocessor"],
             output_uri=str(out),
-            epochs=2,
-            hidden_sizes=[64, 32],
+            **settings,
         )
     )
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def sample_model(sample_features, tmp_path_factory) -> str:
+    """A model trained (2 epochs) on the flights sample."""
+    return train_model(
+        sample_features, tmp_path_factory.mktemp("sample-model") / "model", epochs=2, hidden_sizes=[64, 32]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -183,19 +188,6 @@ def predictor_url(sample_model):
 @pytest.fixture(scope="session")
 def other_model(sample_features, tmp_path_factory) -> str:
     """A second model (another seed, another shape): a challenger whose predictions differ."""
-    from mlworkloads.training.config import TrainConfig
-    from mlworkloads.training.trainer import run
-
-    out = tmp_path_factory.mktemp("other-model") / "model"
-    run(
-        TrainConfig(
-            train_uri=sample_features["train"],
-            validation_uri=sample_features["validation"],
-            preprocessor_uri=sample_features["preprocessor"],
-            output_uri=str(out),
-            epochs=1,
-            hidden_sizes=[16],
-            seed=42,
-        )
+    return train_model(
+        sample_features, tmp_path_factory.mktemp("other-model") / "model", epochs=1, hidden_sizes=[16], seed=42
     )
-    return str(out)

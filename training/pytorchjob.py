@@ -22,7 +22,7 @@ from kubeflow.training.constants import constants as kf
 from kubeflow.training.utils.utils import FakeResponse
 from kubernetes import client as k8s
 from kubernetes import watch
-from mlworkloads.data.kube import api_status, forbidden
+from mlworkloads.data.kube import api_status, forbidden, snake_case_keys
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.logs import digest
 
@@ -170,7 +170,7 @@ def build_job(name: str, namespace: str, settings: JobSettings, config: TrainCon
         spec=k8s.V1PodSpec(
             containers=[container],
             node_selector=settings.node_selector or None,
-            tolerations=[k8s.V1Toleration(**_snake(t)) for t in settings.tolerations] or None,
+            tolerations=[k8s.V1Toleration(**snake_case_keys(t)) for t in settings.tolerations] or None,
             service_account_name=settings.service_account or None,
             affinity=_typed(settings.affinity, "V1Affinity") if settings.affinity else None,
             volumes=_volumes(settings),
@@ -214,10 +214,6 @@ def _typed(value: dict[str, Any], kind: str):
 
 def _env_entry(entry: dict[str, Any]) -> k8s.V1EnvVar:
     return _typed(entry, "V1EnvVar")
-
-
-def _snake(toleration: dict[str, Any]) -> dict[str, Any]:
-    return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in toleration.items()}
 
 
 def _resources(settings: JobSettings) -> k8s.V1ResourceRequirements:

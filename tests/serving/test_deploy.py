@@ -6,11 +6,11 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from mlworkloads.serving import deploy
 from mlworkloads.serving.inferenceservice import ServiceSettings
 from mlworkloads.training.evaluation import evaluate
 from mlworkloads.training.export import load
+from support import rbac
 
 from mlworkloads.images import PREDICTOR_IMAGE
 
@@ -161,18 +161,7 @@ def test_every_api_call_the_deployer_makes_is_granted_by_the_shipped_role(
     _deploy(other_model, test_rows)  # canary + promote
     with pytest.raises(deploy.DeployFailed):  # canary + rollback (patch)
         _deploy(sample_model, test_rows, expected=_expected(other_model, test_rows))
-    role = next(
-        d
-        for d in yaml.safe_load_all(pathlib.Path(deploy.__file__).with_name("rbac.yaml").read_text())
-        if d["kind"] == "Role"
-    )
-    granted = {
-        (verb, f"{resource}.{group}")
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
     used = set(emulated_cluster.calls)
     assert used <= granted, f"not granted: {used - granted}"
     assert granted - used <= {("delete", "inferenceservices.serving.kserve.io")}, granted - used

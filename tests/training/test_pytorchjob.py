@@ -4,11 +4,11 @@ import os
 import pathlib
 
 import pytest
-import yaml
 from kubeflow.training import TrainingClient
 from mlworkloads.training import launch
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.pytorchjob import JobFailed, JobSettings, build_job, job_name, manifest_dict
+from support import rbac
 
 from mlworkloads.images import TRAINER_IMAGE
 
@@ -234,18 +234,7 @@ def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no
     _train(sample_features, tmp_path)  # the success path
     with pytest.raises(JobFailed):  # and the failure path, which reads events and every replica's log
         _train(dict(sample_features, train=str(tmp_path / "missing")), tmp_path / "again", run_id="run-2")
-    role = next(
-        d
-        for d in yaml.safe_load_all(pathlib.Path(launch.__file__).with_name("rbac.yaml").read_text())
-        if d["kind"] == "Role"
-    )
-    granted = {
-        (verb, resource if not group else f"{resource}.{group}")
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    granted = rbac.granted(pathlib.Path(launch.__file__).with_name("rbac.yaml"))
     used = set(emulated_cluster.calls)
     assert used <= granted, f"not granted: {used - granted}"
     assert granted <= used, f"granted but unused: {granted - used}"
