@@ -34,3 +34,9 @@ def snake_case_keys(fragment: dict[str, Any]) -> dict[str, Any]:
     """A Kubernetes JSON fragment (`{"tolerationSeconds": 5}`) as keyword arguments of the
     client's typed model (`V1Toleration(toleration_seconds=5)`)."""
     return {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): value for key, value in fragment.items()}
+
+
+def label_value(value: str) -> str:
+    """A Kubernetes label value: at most 63 characters of [-A-Za-z0-9_.], alphanumeric at the ends."""
+    cleaned = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[:63].strip("-_.")
+    return cleaned or "unknown"

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
+from mlworkloads.data.kube import label_value
 from mlworkloads.data.steps import read_parquet
 from mlworkloads.data.storage import artifact_uri
 from mlworkloads.serving import deploy
 from mlworkloads.serving.inferenceservice import ServiceSettings
 from mlworkloads.training.export import load
-
-
-def _label_value(value: str) -> str:
-    """A Kubernetes label value: at most 63 characters of [-A-Za-z0-9_.], alphanumeric at the ends."""
-    cleaned = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[:63].strip("-_.")
-    return cleaned or "unknown"
 
 
 def deploy_step(
@@ -41,7 +35,7 @@ def deploy_step(
     backend = deploy.resolve_backend(backend)
     model = load(model_path)
     version = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
-    labels = {"mlworkloads.io/pipeline-run": _label_value(run_id), "mlworkloads.io/model-version": version}
+    labels = {"mlworkloads.io/pipeline-run": label_value(run_id), "mlworkloads.io/model-version": version}
     service = ServiceSettings(model_uri=artifact_uri(model_uri), labels=labels, **settings)
     test_rows = read_parquet(test_path, "test")
     expected = read_parquet(predictions_path, "predictions")

@@ -201,10 +201,12 @@ def _train_on_cluster(
 ) -> dict[str, Any]:
     from kubeflow.training import TrainingClient
     from kubeflow.training.utils.utils import get_default_target_namespace
-    from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job, job_name
+    from mlworkloads.data.kube import label_value
+    from mlworkloads.training.pytorchjob import RUN_LABEL, JobSettings, PyTorchJobRunner, build_job, job_name
 
     settings = JobSettings(max_restarts=max_restarts, **job)
-    name = job_name(run_id, task_name)
+    settings.labels = {**settings.labels, RUN_LABEL: label_value(run_id)}
+    name = job_name(run_id, task_name, json.dumps(training, sort_keys=True))
     namespace = settings.namespace or get_default_target_namespace()
     if bridge == "volume":
         if not settings.pvc_name:

@@ -22,7 +22,7 @@ from kubeflow.training.constants import constants as kf
 from kubeflow.training.utils.utils import FakeResponse
 from kubernetes import client as k8s
 from kubernetes import watch
-from mlworkloads.data.kube import api_status, forbidden, snake_case_keys
+from mlworkloads.data.kube import api_status, forbidden, label_value, snake_case_keys
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.logs import digest
 
@@ -135,11 +135,18 @@ class JobSettings:
                 raise ConfigError(f"tolerations[{i}]={toleration!r}: unknown keys {sorted(unknown)}.")
 
 
-def job_name(run_id: str, task_name: str, prefix: str = "train") -> str:
-    """A DNS-1123 name that is stable for one task of one run, so a retried step finds its job."""
-    digest = hashlib.sha256(f"{run_id}/{task_name}".encode()).hexdigest()[:12]
+def job_name(run_id: str, task_name: str, config: str = "", prefix: str = "train") -> str:
+    """A DNS-1123 name that is stable for one task of one run, so a retried step finds its job.
+
+    `config` (the training config) tells apart the iterations of a ParallelFor, which share
+    the task name.
+    """
+    digest = hashlib.sha256(f"{run_id}/{task_name}/{config}".encode()).hexdigest()[:12]
     slug = re.sub(r"[^a-z0-9-]+", "-", task_name.lower()).strip("-")[:30].strip("-")
     return f"{prefix}-{slug}-{digest}" if slug else f"{prefix}-{digest}"
+
+
+RUN_LABEL = "mlworkloads.io/pipeline-run"
 
 
 def build_job(name: str, namespace: str, settings: JobSettings, config: TrainConfig) -> models.KubeflowOrgV1PyTorchJob:
@@ -401,3 +408,22 @@ def manifest_dict(job: models.KubeflowOrgV1PyTorchJob) -> dict[str, Any]:
 
 def manifest_json(job: models.KubeflowOrgV1PyTorchJob) -> str:
     return json.dumps(manifest_dict(job), indent=2, sort_keys=True)
+
+
+def delete_run_jobs(
+    client: TrainingClient, namespace: str, run_id: str, echo: Callable[[str], None] = print
+) -> list[str]:
+    """Deletes every PyTorchJob a pipeline run left behind (its jobs carry the run's label)."""
+    selector = f"{RUN_LABEL}={label_value(run_id)}"
+    try:
+        found = client.custom_api.list_namespaced_custom_object(
+            kf.GROUP, kf.VERSION, namespace, kf.JOB_PARAMETERS[kf.PYTORCHJOB_KIND]["plural"], label_selector=selector
+        )
+    except Exception as err:  # noqa: BLE001 - ApiException or a connection error
+        raise permission_hint(err, "list", "pytorchjobs.kubeflow.org", namespace) from err
+    deleted = []
+    runner = PyTorchJobRunner(client, namespace, echo=echo)
+    for item in found.get("items", []):
+        runner.delete(item["metadata"]["name"])
+        deleted.append(item["metadata"]["name"])
+    return deleted

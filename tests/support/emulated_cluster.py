@@ -256,7 +256,14 @@ class EmulatedCluster:
         if name is None:
             self.authorize("list", resource)
             with self.lock:
-                items = [copy.deepcopy(v) for (p, n, _), v in self.objects.items() if p == plural and n == ns]
+                wanted = _selector(query.get("labelSelector", ""))
+                items = [
+                    copy.deepcopy(v)
+                    for (p, n, _), v in self.objects.items()
+                    if p == plural
+                    and n == ns
+                    and all((v["metadata"].get("labels") or {}).get(k) == val for k, val in wanted.items())
+                ]
             return 200, {
                 "apiVersion": f"{m['group']}/{m['version']}",
                 "kind": "List",
@@ -307,7 +314,7 @@ class EmulatedCluster:
 
     def list_pods(self, ns: str, selector: str) -> dict[str, Any]:
         self.authorize("list", "pods")
-        wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part) if selector else {}
+        wanted = _selector(selector)
         with self.lock:
             items = [
                 p.to_dict()
@@ -315,6 +322,11 @@ class EmulatedCluster:
                 if n == ns and all(p.labels.get(k) == v for k, v in wanted.items())
             ]
         return {"apiVersion": "v1", "kind": "PodList", "items": items, "metadata": {}}
+
+
+def _selector(selector: str) -> dict[str, str]:
+    """`a=b,c=d` -> {"a": "b", "c": "d"} (equality selectors, which is all the clients here send)."""
+    return dict(part.split("=", 1) for part in selector.split(",") if "=" in part) if selector else {}
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:

@@ -1,5 +1,6 @@
 """The PyTorchJob launcher through the real TrainingClient, against an EMULATED cluster."""
 
+import json
 import os
 import pathlib
 
@@ -7,7 +8,14 @@ import pytest
 from kubeflow.training import TrainingClient
 from mlworkloads.training import launch
 from mlworkloads.training.config import ConfigError, TrainConfig
-from mlworkloads.training.pytorchjob import JobFailed, JobSettings, build_job, job_name, manifest_dict
+from mlworkloads.training.pytorchjob import (
+    JobFailed,
+    JobSettings,
+    build_job,
+    delete_run_jobs,
+    job_name,
+    manifest_dict,
+)
 from support import rbac
 
 from mlworkloads.images import TRAINER_IMAGE
@@ -77,7 +85,7 @@ def test_a_job_that_stays_pending_times_out_and_is_deleted(sample_features, tmp_
 
 @pytest.mark.e2e
 def test_a_retried_step_adopts_the_job_it_already_created(sample_features, tmp_path, emulated_cluster):
-    name = job_name("run-1", "train-pytorchjob")
+    name = job_name("run-1", "train-pytorchjob", json.dumps(TRAINING, sort_keys=True))
     staging = str(tmp_path / "out" / name)
     first_attempt = build_job(
         name,
@@ -234,7 +242,21 @@ def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no
     _train(sample_features, tmp_path)  # the success path
     with pytest.raises(JobFailed):  # and the failure path, which reads events and every replica's log
         _train(dict(sample_features, train=str(tmp_path / "missing")), tmp_path / "again", run_id="run-2")
+    client = TrainingClient(config_file=os.environ["KUBECONFIG"])
+    delete_run_jobs(client, "default", "run-2", echo=lambda _: None)  # the exit handler's clean-up
     granted = rbac.granted(pathlib.Path(launch.__file__).with_name("rbac.yaml"))
     used = set(emulated_cluster.calls)
     assert used <= granted, f"not granted: {used - granted}"
     assert granted <= used, f"granted but unused: {granted - used}"
+
+
+def test_the_exit_handlers_clean_up_deletes_only_the_runs_jobs(tmp_path, emulated_cluster):
+    config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
+    client = TrainingClient(config_file=os.environ["KUBECONFIG"])
+    for run in ("run-a", "run-a", "run-b"):
+        settings = JobSettings(image=TRAINER_IMAGE, gpus_per_worker=1, labels={"mlworkloads.io/pipeline-run": run})
+        name = job_name(run, "train", str(len(emulated_cluster.jobs())))
+        client.create_job(job=build_job(name, "default", settings, config), namespace="default")
+    deleted = delete_run_jobs(client, "default", "run-a", echo=lambda _: None)
+    assert len(deleted) == 2
+    assert [j["metadata"]["labels"]["mlworkloads.io/pipeline-run"] for j in emulated_cluster.jobs()] == ["run-b"]
