@@ -10,6 +10,7 @@ from mlworkloads.components.evaluate_model import evaluate_model
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
 from mlworkloads.components.split_dataset import split_dataset
+from mlworkloads.components.summarize_run import summarize_run
 from mlworkloads.components.train_pytorchjob import train_pytorchjob
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "fit_preprocessor",
     "ingest_table",
     "split_dataset",
+    "summarize_run",
     "train_pytorchjob",
 ]

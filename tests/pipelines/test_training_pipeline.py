@@ -75,3 +75,39 @@ def test_the_demo_trains_serves_and_prints_a_prediction(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert '-> 200 {"predictions": [{"class": ' in result.stdout
     assert "serve it:  mlworkloads serve" in result.stdout
+
+
+@pytest.mark.e2e
+def test_the_exit_handler_summarises_a_failed_run_and_calls_the_webhook(tmp_path):
+    import http.server
+    import threading
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        failing = {
+            **SMALL,
+            "validation_fraction": 0.6,
+            "test_fraction": 0.5,
+            "webhook_url": f"http://127.0.0.1:{server.server_address[1]}/hook",
+        }
+        with pytest.raises(RuntimeError, match="split-dataset"):
+            run_locally(PIPELINES["training_pipeline"], failing, str(tmp_path))
+    finally:
+        server.shutdown()
+    (root,) = [str(p) for p in tmp_path.iterdir()]
+    summary = pathlib.Path(find_output(root, "summarize-run", "summary")).read_text()
+    assert "# Run summary ❌ FAILED" in summary and "Notification: webhook answered 204" in summary
+    assert received and received[0]["state"] == "FAILED"
+    assert not _ran(root, "train-pytorchjob")

@@ -1,0 +1,74 @@
+"""The platform settings land in the compiled platform spec exactly as asked (read back from YAML)."""
+
+import pathlib
+
+import yaml
+
+COMPILED = pathlib.Path(__file__).parents[2] / "compiled" / "pipelines"
+
+
+def _platform(name):
+    documents = list(yaml.safe_load_all((COMPILED / f"{name}.yaml").read_text()))
+    assert len(documents) == 2, "no platform spec was compiled"
+    return documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_training_replicas_get_the_node_selector_and_tolerations_parameters():
+    train = _platform("training_pipeline")["exec-train-pytorchjob"]
+    assert train["nodeSelector"] == {
+        "nodeSelectorJson": {"componentInputParameter": "pipelinechannel--training_node_selector"}
+    }
+    assert train["tolerations"] == [
+        {"tolerationJson": {"componentInputParameter": "pipelinechannel--training_tolerations"}}
+    ]
+
+
+def test_storage_credentials_come_from_a_secret_as_environment():
+    executors = _platform("training_pipeline")
+    for name in ("exec-ingest-table", "exec-train-pytorchjob", "exec-evaluate-model", "exec-deploy-inferenceservice"):
+        (secret,) = executors[name]["secretAsEnv"]
+        assert secret["secretNameParameter"] == {"componentInputParameter": "pipelinechannel--storage_secret"}
+        assert secret["optional"] is True
+        assert {kv["secretKey"]: kv["envVar"] for kv in secret["keyToEnv"]} == {
+            "accesskey": "AWS_ACCESS_KEY_ID",
+            "secretkey": "AWS_SECRET_ACCESS_KEY",
+        }
+
+
+def test_every_step_carries_the_pod_label():
+    executors = _platform("training_pipeline")
+    assert len(executors) == 7
+    for name, config in executors.items():
+        assert config["podMetadata"]["labels"] == {"app.kubernetes.io/part-of": "mlworkloads"}, name
+
+
+def test_the_train_component_forwards_task_settings_to_the_replicas():
+    spec = yaml.safe_load((COMPILED.parent / "components" / "train_pytorchjob.yaml").read_text())
+    passthroughs = spec["components"]["comp-train-pytorchjob"]["taskConfigPassthroughs"]
+    fields = {p["field"]: p.get("applyToTask", False) for p in passthroughs}
+    assert fields == {
+        "RESOURCES": False,
+        "KUBERNETES_TOLERATIONS": False,
+        "KUBERNETES_NODE_SELECTOR": False,
+        "KUBERNETES_AFFINITY": False,
+        "ENV": True,
+    }
+
+
+def test_caching_is_off_for_training_evaluation_and_deploy_and_on_for_the_data_steps():
+    spec = yaml.safe_load_all((COMPILED / "training_pipeline.yaml").read_text()).__next__()
+    tasks = {}
+
+    def walk(dag):
+        for name, task in dag.get("tasks", {}).items():
+            tasks[name] = task
+
+    walk(spec["root"]["dag"])
+    for component in spec["components"].values():
+        walk(component.get("dag", {}))
+    for name in ("train-pytorchjob", "evaluate-model", "deploy-inferenceservice"):
+        assert tasks[name]["cachingOptions"] == {}, name
+    for name in ("ingest-table", "split-dataset", "fit-preprocessor"):
+        assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
+    assert tasks["ingest-table"]["retryPolicy"]["maxRetryCount"] == 2
+    assert tasks["deploy-inferenceservice"]["retryPolicy"]["maxRetryCount"] == 1
