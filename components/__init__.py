@@ -9,6 +9,7 @@ from mlworkloads.components.deploy_inferenceservice import deploy_inferenceservi
 from mlworkloads.components.evaluate_model import evaluate_model
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
+from mlworkloads.components.select_best_trial import select_best_trial
 from mlworkloads.components.split_dataset import split_dataset
 from mlworkloads.components.summarize_run import summarize_run
 from mlworkloads.components.train_pytorchjob import train_pytorchjob
@@ -18,6 +19,7 @@ __all__ = [
     "evaluate_model",
     "fit_preprocessor",
     "ingest_table",
+    "select_best_trial",
     "split_dataset",
     "summarize_run",
     "train_pytorchjob",

@@ -1,0 +1,116 @@
+"""`sweep_pipeline`: a hyperparameter sweep, then the best configuration retrained, gated and deployed."""
+
+from kfp import dsl
+from mlworkloads.components import select_best_trial, summarize_run, train_pytorchjob
+from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
+from mlworkloads.pipelines._data_steps import add_data_steps
+from mlworkloads.pipelines._platform import label_pods, place_training_replicas, use_storage_secret
+from mlworkloads.pipelines.training_pipeline import add_evaluate_and_deploy
+
+DEFAULT_CONFIGURATIONS = [
+    {"hidden_sizes": [64], "learning_rate": 0.004, "dropout": 0.0},
+    {"hidden_sizes": [128, 64], "learning_rate": 0.002, "dropout": 0.1},
+    {"hidden_sizes": [256, 128], "learning_rate": 0.001, "dropout": 0.2},
+]
+#: Trials run at once; a compile-time setting in KFP (ParallelFor's parallelism is static).
+PARALLELISM = 2
+
+
+@dsl.pipeline(name="sweep-pipeline")
+def sweep_pipeline(
+    source_uri: str = FLIGHTS_URI,
+    label_column: str = FLIGHTS_TASK["label_column"],
+    derived_columns: dict = FLIGHTS_TASK["derived_columns"],
+    drop_columns: list = FLIGHTS_TASK["drop_columns"],
+    row_filter: str = FLIGHTS_TASK["row_filter"],
+    max_rows: int = 0,
+    categorical_columns: list = ["flight"],
+    configurations: list = DEFAULT_CONFIGURATIONS,
+    trial_epochs: int = 2,
+    selection_metric: str = "validation_roc_auc",
+    epochs: int = 8,
+    backend: str = "auto",
+    nproc_per_node: int = 1,
+    num_workers: int = 2,
+    gpus_per_worker: int = 0,
+    training_node_selector: dict = {},
+    training_tolerations: list = [],
+    storage_secret: str = "mlpipeline-minio-artifact",
+    thresholds: dict = {"roc_auc": ">=0.70"},
+    champion_service: str = "",
+    min_improvement: float = 0.0,
+    service_name: str = "flights-late",
+    namespace: str = "",
+    deploy_backend: str = "auto",
+    canary_traffic_percent: int = 10,
+    webhook_url: str = "",
+):
+    """Trains one short trial per configuration (2 at a time), retrains the best, gates and deploys it.
+
+    Args:
+        source_uri: Table to read (local path, http(s)://, s3://, gs://, or a sample:// table).
+        label_column: The target column.
+        derived_columns: New columns as pandas expressions.
+        drop_columns: Columns to drop after derivation.
+        row_filter: pandas expression choosing the rows to keep.
+        max_rows: Keep at most this many rows (0: all).
+        categorical_columns: Columns to treat as categorical.
+        configurations: One dict per trial with hidden_sizes, learning_rate and dropout.
+        trial_epochs: Epochs of each trial.
+        selection_metric: Validation metric that picks the best trial.
+        epochs: Epochs of the final training.
+        backend: Training backend: "auto", "local" or "pytorchjob".
+        nproc_per_node: Processes per replica (local processes with the local backend).
+        num_workers: PyTorchJob replicas per training.
+        gpus_per_worker: GPUs per replica.
+        training_node_selector: Node selector of the training replicas.
+        training_tolerations: Tolerations of the training replicas.
+        storage_secret: Secret with the object-store keys `accesskey`/`secretkey`.
+        thresholds: Gate on test metrics of the final model.
+        champion_service: Live InferenceService whose model the new one must beat; empty for none.
+        min_improvement: How much the new model must beat the champion by.
+        service_name: InferenceService to create or update.
+        namespace: Namespace of the jobs and the InferenceService.
+        deploy_backend: "auto", "kserve" or "local".
+        canary_traffic_percent: Traffic share of an update before promotion.
+        webhook_url: Optional URL notified with the run's final state.
+    """
+    exit_task = summarize_run(service_name=service_name, namespace=namespace, webhook_url=webhook_url)
+    with dsl.ExitHandler(exit_task, name="sweep-and-deploy"):
+        data = add_data_steps(
+            source_uri=source_uri, label_column=label_column, derived_columns=derived_columns,
+            drop_columns=drop_columns, row_filter=row_filter, max_rows=max_rows, validation_fraction=0.1,
+            test_fraction=0.1, seed=0, categorical_columns=categorical_columns, max_categories=100,
+        )  # fmt: skip
+        use_storage_secret(data.ingest, storage_secret)
+        features = {
+            "train_features": data.preprocess.outputs["train_features"],
+            "validation_features": data.preprocess.outputs["validation_features"],
+            "preprocessor": data.preprocess.outputs["preprocessor"],
+        }
+        cluster = {"backend": backend, "nproc_per_node": nproc_per_node, "num_workers": num_workers,
+                   "gpus_per_worker": gpus_per_worker, "namespace": namespace, "storage_secret": storage_secret}  # fmt: skip
+        with dsl.ParallelFor(configurations, parallelism=PARALLELISM, name="trials") as configuration:
+            trial = train_pytorchjob(
+                **features, **cluster, epochs=trial_epochs, hidden_sizes=configuration.hidden_sizes,
+                learning_rate=configuration.learning_rate, dropout=configuration.dropout,
+            )  # fmt: skip
+            trial.set_caching_options(False)
+            use_storage_secret(trial, storage_secret)
+            place_training_replicas(trial, training_node_selector, training_tolerations)
+        best = select_best_trial(trials=dsl.Collected(trial.outputs["model"]), metric=selection_metric)
+        final = train_pytorchjob(
+            **features, **cluster, epochs=epochs, hidden_sizes=best.outputs["hidden_sizes"],
+            learning_rate=best.outputs["learning_rate"], dropout=best.outputs["dropout"],
+        )  # fmt: skip
+        final.set_caching_options(False)
+        use_storage_secret(final, storage_secret)
+        place_training_replicas(final, training_node_selector, training_tolerations)
+        label_pods(data.ingest, data.split, data.preprocess, trial, best, final)
+        add_evaluate_and_deploy(
+            train=final, split=data.split, thresholds=thresholds, champion_service=champion_service,
+            min_improvement=min_improvement, service_name=service_name, namespace=namespace,
+            deploy_backend=deploy_backend, canary_traffic_percent=canary_traffic_percent, min_replicas=1,
+            max_replicas=3, storage_secret=storage_secret,
+        )  # fmt: skip
+    label_pods(exit_task)

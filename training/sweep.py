@@ -1,0 +1,32 @@
+"""Choosing the best trial of a hyperparameter sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlworkloads.data.errors import DataError
+
+#: Metrics where a lower value is better.
+LOWER_IS_BETTER = {"validation_loss", "validation_log_loss", "validation_rmse", "validation_mae"}
+#: The hyperparameters a trial records in its model's metadata, and the retrain takes.
+SWEPT = ("hidden_sizes", "learning_rate", "dropout", "batch_size", "weight_decay")
+
+
+def select_best(trials: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The hyperparameters of the trial with the best `metric` (from each trial model's metadata).
+
+    Raises:
+        DataError: no trials, or a trial without the metric (naming the ones it has).
+    """
+    if not trials:
+        raise DataError("the sweep produced no trials to choose from.")
+    for index, trial in enumerate(trials):
+        if metric not in trial:
+            raise DataError(
+                f"trial {index} has no metric {metric!r}; it has {sorted(k for k in trial if 'validation' in k)}."
+            )
+    lower = metric in LOWER_IS_BETTER
+    best = min(trials, key=lambda t: t[metric]) if lower else max(trials, key=lambda t: t[metric])
+    chosen = {key: best["hyperparameters"][key] for key in SWEPT if key in best.get("hyperparameters", {})}
+    chosen["hidden_sizes"] = [int(h) for h in chosen.get("hidden_sizes", [128, 64])]
+    return {**chosen, "metric": float(best[metric])}
