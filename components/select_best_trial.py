@@ -12,8 +12,9 @@ from mlworkloads.images import COMPONENT_IMAGE
 def select_best_trial(
     trials: Input[list[Model]],
     metric: str = "validation_roc_auc",
-) -> NamedTuple("BestTrial", [("hidden_sizes", list), ("learning_rate", float), ("dropout", float),
-                              ("best_metric", float)]):  # fmt: skip
+) -> NamedTuple(
+    "BestTrial", [("hidden_sizes", list), ("learning_rate", float), ("dropout", float), ("best_metric", float)]
+):
     """Chooses the hyperparameters of the best trial, read from each trial model's metadata.
 
     Args:

@@ -31,12 +31,22 @@ def summarize_run(
         summary: Markdown run summary: final state, error, what was cleaned up, notification.
     """
     from mlworkloads.data.run_summary import notify, summary_markdown
-    from mlworkloads.serving.cleanup import clean_up_run
+    from mlworkloads.serving.cleanup import clean_up_serving
+    from mlworkloads.training.cleanup import clean_up_training
 
     state = status.state or "UNKNOWN"
-    cleaned = clean_up_run(run_id, namespace, service_name) if state != "SUCCEEDED" else []
+    cleaned = []
+    if state != "SUCCEEDED":
+        cleaned = clean_up_training(run_id, namespace) + clean_up_serving(service_name, namespace)
     text = summary_markdown(state, run_id, status.pipeline_task_name or "", status.error_message or "", cleaned)
-    outcome = notify(webhook_url, {"text": f"mlworkloads run {run_id}: {state}", "state": state, "run_id": run_id,
-                                   "error": status.error_message or ""})  # fmt: skip
+    outcome = notify(
+        webhook_url,
+        {
+            "text": f"mlworkloads run {run_id}: {state}",
+            "state": state,
+            "run_id": run_id,
+            "error": status.error_message or "",
+        },
+    )
     with open(summary.path, "w", encoding="utf-8") as f:
         f.write(text + f"\nNotification: {outcome}\n")

@@ -196,9 +196,12 @@ def train_pytorchjob(
     )
     final = summary["metrics"]
     hyperparameters = {
-        "hidden_sizes": [int(h) for h in (hidden_sizes or [128, 64])], "learning_rate": learning_rate,
-        "dropout": dropout, "batch_size": batch_size, "weight_decay": weight_decay,
-    }  # fmt: skip
+        "hidden_sizes": [int(h) for h in (hidden_sizes or [128, 64])],
+        "learning_rate": learning_rate,
+        "dropout": dropout,
+        "batch_size": batch_size,
+        "weight_decay": weight_decay,
+    }
     model.metadata["hyperparameters"] = hyperparameters
     model.metadata.update(
         {

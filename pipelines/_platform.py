@@ -11,8 +11,7 @@ POD_LABELS = {"app.kubernetes.io/part-of": "mlworkloads"}
 
 def use_storage_secret(task: dsl.PipelineTask, storage_secret) -> None:
     """Object-store credentials as environment variables, from a Secret (never a parameter value)."""
-    kubernetes.use_secret_as_env(task, secret_name=storage_secret, secret_key_to_env=STORAGE_SECRET_KEYS,
-                                 optional=True)  # fmt: skip
+    kubernetes.use_secret_as_env(task, secret_name=storage_secret, secret_key_to_env=STORAGE_SECRET_KEYS, optional=True)
 
 
 def label_pods(*tasks: dsl.PipelineTask) -> None:

@@ -78,39 +78,69 @@ def sweep_pipeline(
     exit_task = summarize_run(service_name=service_name, namespace=namespace, webhook_url=webhook_url)
     with dsl.ExitHandler(exit_task, name="sweep-and-deploy"):
         data = add_data_steps(
-            source_uri=source_uri, label_column=label_column, derived_columns=derived_columns,
-            drop_columns=drop_columns, row_filter=row_filter, max_rows=max_rows, validation_fraction=0.1,
-            test_fraction=0.1, seed=0, categorical_columns=categorical_columns, max_categories=100,
-        )  # fmt: skip
+            source_uri=source_uri,
+            label_column=label_column,
+            derived_columns=derived_columns,
+            drop_columns=drop_columns,
+            row_filter=row_filter,
+            max_rows=max_rows,
+            validation_fraction=0.1,
+            test_fraction=0.1,
+            seed=0,
+            categorical_columns=categorical_columns,
+            max_categories=100,
+        )
         use_storage_secret(data.ingest, storage_secret)
         features = {
             "train_features": data.preprocess.outputs["train_features"],
             "validation_features": data.preprocess.outputs["validation_features"],
             "preprocessor": data.preprocess.outputs["preprocessor"],
         }
-        cluster = {"backend": backend, "nproc_per_node": nproc_per_node, "num_workers": num_workers,
-                   "gpus_per_worker": gpus_per_worker, "namespace": namespace, "storage_secret": storage_secret}  # fmt: skip
+        cluster = {
+            "backend": backend,
+            "nproc_per_node": nproc_per_node,
+            "num_workers": num_workers,
+            "gpus_per_worker": gpus_per_worker,
+            "namespace": namespace,
+            "storage_secret": storage_secret,
+        }
         with dsl.ParallelFor(configurations, parallelism=PARALLELISM, name="trials") as configuration:
             trial = train_pytorchjob(
-                **features, **cluster, epochs=trial_epochs, hidden_sizes=configuration.hidden_sizes,
-                learning_rate=configuration.learning_rate, dropout=configuration.dropout,
-            )  # fmt: skip
+                **features,
+                **cluster,
+                epochs=trial_epochs,
+                hidden_sizes=configuration.hidden_sizes,
+                learning_rate=configuration.learning_rate,
+                dropout=configuration.dropout,
+            )
             trial.set_caching_options(False)
             use_storage_secret(trial, storage_secret)
             place_training_replicas(trial, training_node_selector, training_tolerations)
         best = select_best_trial(trials=dsl.Collected(trial.outputs["model"]), metric=selection_metric)
         final = train_pytorchjob(
-            **features, **cluster, epochs=epochs, hidden_sizes=best.outputs["hidden_sizes"],
-            learning_rate=best.outputs["learning_rate"], dropout=best.outputs["dropout"],
-        )  # fmt: skip
+            **features,
+            **cluster,
+            epochs=epochs,
+            hidden_sizes=best.outputs["hidden_sizes"],
+            learning_rate=best.outputs["learning_rate"],
+            dropout=best.outputs["dropout"],
+        )
         final.set_caching_options(False)
         use_storage_secret(final, storage_secret)
         place_training_replicas(final, training_node_selector, training_tolerations)
         label_pods(data.ingest, data.split, data.preprocess, trial, best, final)
         add_evaluate_and_deploy(
-            train=final, split=data.split, thresholds=thresholds, champion_service=champion_service,
-            min_improvement=min_improvement, service_name=service_name, namespace=namespace,
-            deploy_backend=deploy_backend, canary_traffic_percent=canary_traffic_percent, min_replicas=1,
-            max_replicas=3, storage_secret=storage_secret,
-        )  # fmt: skip
+            train=final,
+            split=data.split,
+            thresholds=thresholds,
+            champion_service=champion_service,
+            min_improvement=min_improvement,
+            service_name=service_name,
+            namespace=namespace,
+            deploy_backend=deploy_backend,
+            canary_traffic_percent=canary_traffic_percent,
+            min_replicas=1,
+            max_replicas=3,
+            storage_secret=storage_secret,
+        )
     label_pods(exit_task)

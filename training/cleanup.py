@@ -1,0 +1,28 @@
+"""Deleting the PyTorchJobs a failed run left behind (called by the exit handler)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def in_cluster_or_configured() -> bool:
+    return "KUBERNETES_SERVICE_HOST" in os.environ or bool(os.environ.get("KUBECONFIG"))
+
+
+def clean_up_training(run_id: str, namespace: str) -> list[str]:
+    """Deletes the run's PyTorchJobs; reports what it did. Never raises: clean-up must not fail a run."""
+    if not in_cluster_or_configured():
+        return ["local run: its training processes stopped with their step"]
+    try:
+        from kubeflow.training import TrainingClient
+        from kubeflow.training.utils.utils import get_default_target_namespace
+        from mlworkloads.training.pytorchjob import delete_run_jobs
+
+        ns = namespace or get_default_target_namespace()
+        client = TrainingClient(config_file=os.environ.get("KUBECONFIG") or None, namespace=ns)
+        return [f"deleted PyTorchJob {ns}/{name}" for name in delete_run_jobs(client, ns, run_id, echo=log.info)]
+    except Exception as err:  # noqa: BLE001
+        return [f"could not clean up PyTorchJobs: {err}"]
