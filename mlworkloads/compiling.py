@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import tempfile
 
 from kfp import compiler
@@ -31,9 +33,41 @@ def compile_all(out_dir: str) -> list[str]:
         os.close(fd)
         try:
             compiler.Compiler().compile(pipeline_func=func, package_path=tmp)
+            with open(tmp, encoding="utf-8") as f:
+                text = _stable_header(f.read())
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
         written.append(path)
     return written
+
+
+_DEFAULT = re.compile(r"^(#\s+\w+: \w+ \[Default: )(.*)(\])$")
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
+def _stable_header(text: str) -> str:
+    """KFP's comment header prints dict defaults in protobuf map order, which differs from one
+    process to the next; sort their keys so that compiling twice gives the same bytes."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        match = _DEFAULT.match(line.rstrip("\n"))
+        if match and line.startswith("#"):
+            try:
+                value = ast.literal_eval(match[2])
+            except (ValueError, SyntaxError):
+                lines.append(line)
+                continue
+            line = f"{match[1]}{_sorted(value)!r}{match[3]}\n"
+        lines.append(line)
+    return "".join(lines)
