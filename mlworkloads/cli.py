@@ -167,6 +167,114 @@ def demo_command(
     typer.echo(f"  serve it:  mlworkloads serve {model_dir} --name flights-late --port 8080")
 
 
+HostOption = Annotated[
+    str | None, typer.Option("--host", help="KFP API endpoint; default KF_PIPELINES_ENDPOINT, as kfp reads it.")
+]
+NamespaceOption = Annotated[str | None, typer.Option("--namespace", help="KFP user namespace (multi-user).")]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", envvar="KF_PIPELINES_TOKEN", help="Bearer token for the KFP API.")
+]
+
+
+def _client(host, namespace, token):
+    from mlworkloads.kfp_backend import connect
+
+    try:
+        return connect(host, namespace, token)
+    except Exception as err:  # noqa: BLE001 - kfp raises many types for a bad host
+        _fail(f"cannot reach the KFP API at {host or '$KF_PIPELINES_ENDPOINT'}: {err}")
+
+
+def _parameters(func, param):
+    from mlworkloads.params import ParameterError, parse_parameters
+
+    try:
+        return parse_parameters(func.component_spec, param or [])
+    except ParameterError as err:
+        _fail(str(err))
+
+
+@app.command("upload")
+def upload_command(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. training_pipeline.")],
+    host: HostOption = None,
+    namespace: NamespaceOption = None,
+    token: TokenOption = None,
+    name: Annotated[str | None, typer.Option("--name", help="Pipeline name on the backend.")] = None,
+):
+    """Upload a pipeline to Kubeflow Pipelines (a new version when it exists already)."""
+    import tempfile
+
+    from mlworkloads.kfp_backend import compile_pipeline, upload
+
+    func = _pipeline(pipeline)
+    client = _client(host, namespace, token)
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline_id, version_id = upload(
+            client, compile_pipeline(func, tmp), name or func.name, description=func.description or ""
+        )
+    typer.echo(f"pipeline {name or func.name}: id {pipeline_id}, version {version_id}")
+
+
+@app.command("submit")
+def submit_command(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. training_pipeline.")],
+    param: ParamOption = None,
+    host: HostOption = None,
+    namespace: NamespaceOption = None,
+    token: TokenOption = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="Experiment to run in.")] = "Default",
+    run_name: Annotated[str | None, typer.Option("--run-name", help="Run name.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run; exit 1 unless it succeeds.")] = False,
+    timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 86400,
+):
+    """Upload the pipeline (or a new version) and start a run on Kubeflow Pipelines."""
+    from mlworkloads.kfp_backend import SubmitError, submit
+    from mlworkloads.kfp_backend import wait as wait_for
+
+    func = _pipeline(pipeline)
+    parameters = _parameters(func, param)
+    client = _client(host, namespace, token)
+    run = submit(client, func, parameters, experiment, run_name)
+    typer.echo(f"run {run.run_id}: {client._get_url_prefix()}/#/runs/details/{run.run_id}")
+    if wait:
+        try:
+            typer.echo(f"run {run.run_id} {wait_for(client, run.run_id, timeout)}")
+        except (SubmitError, TimeoutError) as err:
+            _fail(str(err), code=1)
+
+
+@app.command("schedule")
+def schedule_command(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. training_pipeline.")],
+    cron: Annotated[str, typer.Option("--cron", help="Cron schedule, e.g. '0 2 * * *' (5 or 6 fields).")],
+    param: ParamOption = None,
+    host: HostOption = None,
+    namespace: NamespaceOption = None,
+    token: TokenOption = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="Experiment of the runs.")] = "Default",
+    name: Annotated[str | None, typer.Option("--name", help="Recurring run name.")] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", help="Runs at once.")] = 1,
+    catchup: Annotated[bool, typer.Option("--catchup/--no-catchup", help="Run missed intervals.")] = False,
+    cache: Annotated[
+        bool | None, typer.Option("--cache/--no-cache", help="Force caching on or off in every task.")
+    ] = None,
+):
+    """Create a recurring run (e.g. nightly retraining) on Kubeflow Pipelines."""
+    from mlworkloads.kfp_backend import SubmitError, schedule
+
+    func = _pipeline(pipeline)
+    parameters = _parameters(func, param)
+    client = _client(host, namespace, token)
+    try:
+        recurring = schedule(
+            client, func, parameters, cron, experiment, name, max_concurrency, no_catchup=not catchup, caching=cache
+        )
+    except SubmitError as err:
+        _fail(str(err))
+    typer.echo(f"recurring run {recurring.recurring_run_id}: {cron!r}, max concurrency {max_concurrency}")
+
+
 @app.command("rbac")
 def rbac_command():
     """Print the Role and RoleBinding the pipeline's service account needs (kubectl apply -f -)."""

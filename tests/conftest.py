@@ -191,3 +191,13 @@ def other_model(sample_features, tmp_path_factory) -> str:
     return train_model(
         sample_features, tmp_path_factory.mktemp("other-model") / "model", epochs=1, hidden_sizes=[16], seed=42
     )
+
+
+@pytest.fixture
+def emulated_kfp(monkeypatch):
+    """An EMULATED KFP v2beta1 API on 127.0.0.1 (support/emulated_kfp.py), with KF_PIPELINES_ENDPOINT set."""
+    from support.emulated_kfp import EmulatedKfp
+
+    with EmulatedKfp() as api:
+        monkeypatch.setenv("KF_PIPELINES_ENDPOINT", api.url)
+        yield api
