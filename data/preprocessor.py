@@ -27,6 +27,8 @@ SPEC_FORMAT = "mlworkloads.preprocessor"
 SPEC_VERSION = 1
 TASKS = ("binary", "multiclass", "regression")
 LABEL_COLUMN = "__label__"
+#: Up to this many rows, transform works on Python lists (see `Preprocessor.transform`).
+SMALL_BATCH = 16
 
 Columns = pa.Table | Mapping[str, pa.Array | pa.ChunkedArray]
 
@@ -122,16 +124,27 @@ class Preprocessor:
                 (naming the column and row). Unknown categories are not an error.
         """
         n_rows = _num_rows(data)
+        # A request of a few rows is cheaper through Python lists than through Arrow kernels,
+        # whose fixed cost per call dominates at that size; both paths give identical results.
+        small = n_rows <= SMALL_BATCH
         numeric = np.empty((n_rows, self.numeric_width), dtype=np.float32)
         k = len(self.numeric)
         for i, spec in enumerate(self.numeric):
-            values, missing = _numeric_values(_column(data, spec["name"]), spec["name"])
+            column = _column(data, spec["name"])
+            values, missing = (_numeric_values_small if small else _numeric_values)(column, spec["name"])
             np.copyto(values, spec["median"], where=missing)
             numeric[:, i] = (values - spec["mean"]) / spec["std"]
             numeric[:, k + i] = missing
         categorical = np.empty((n_rows, len(self.categorical)), dtype=np.int64)
         for j, spec in enumerate(self.categorical):
-            values = _as_strings(_column(data, spec["name"]), spec["name"])
+            column = _column(data, spec["name"])
+            if small and (
+                pa.types.is_string(column.type) or pa.types.is_integer(column.type) or pa.types.is_null(column.type)
+            ):
+                lookup = spec["_lookup"]
+                categorical[:, j] = [0 if v is None else lookup.get(str(v), 0) for v in column.to_pylist()]
+                continue
+            values = _as_strings(column, spec["name"])
             index = pc.index_in(values, value_set=spec["_value_set"])
             categorical[:, j] = pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1
         return Features(numeric=numeric, categorical=categorical)
@@ -199,7 +212,14 @@ class Preprocessor:
     def from_dict(cls, spec: Mapping[str, Any], source: str = "preprocessor spec") -> Preprocessor:
         """Builds a preprocessor from its JSON spec, refusing tampered or newer specs."""
         _validate_spec(spec, source)
-        categorical = [{**c, "_value_set": pa.array(c["vocabulary"], type=pa.string())} for c in spec["categorical"]]
+        categorical = [
+            {
+                **c,
+                "_value_set": pa.array(c["vocabulary"], type=pa.string()),
+                "_lookup": {value: index + 1 for index, value in enumerate(c["vocabulary"])},
+            }
+            for c in spec["categorical"]
+        ]
         return cls(
             task=spec["task"],
             label=spec["label"]["name"],
@@ -363,6 +383,23 @@ def _numeric_values(column, name: str) -> tuple[np.ndarray, np.ndarray]:
         bad = np.flatnonzero(valid & ~np.isfinite(values))
         raise DataError(
             f"feature {name!r} row {int(bad[0]) + 1} is {float(values[bad[0]])!r}: numbers must be finite "
+            "(send null for a missing value)."
+        )
+    return values, missing
+
+
+def _numeric_values_small(column, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """`_numeric_values` for a few rows, through Python lists; same results, same errors."""
+    if not (_is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
+        raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
+    raw = column.to_pylist()
+    values = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
+    missing = np.array([v is None for v in raw], dtype=bool)
+    finite = np.isfinite(values)
+    if not (finite | missing).all():
+        row = int(np.flatnonzero(~(finite | missing))[0])
+        raise DataError(
+            f"feature {name!r} row {row + 1} is {float(values[row])!r}: numbers must be finite "
             "(send null for a missing value)."
         )
     return values, missing

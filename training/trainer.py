@@ -29,7 +29,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-_STARTED = time.monotonic()
+def _process_age() -> float:
+    """Seconds since this process started (the time-to-first-step clock starts at exec, not import)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 @dataclasses.dataclass
@@ -200,7 +204,7 @@ class Trainer:
             self.step += 1
             total += loss.detach()
             if self.first_step_seconds is None:
-                self.first_step_seconds = time.monotonic() - _STARTED
+                self.first_step_seconds = _process_age()
         elapsed = time.perf_counter() - started
         if self.world.world_size > 1:
             dist.all_reduce(total)

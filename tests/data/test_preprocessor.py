@@ -29,11 +29,7 @@ def test_fit_learns_median_imputation_standardisation_and_vocabulary():
     imputed = np.array([100, 200, 200, 400.0])
     assert numeric["mean"] == pytest.approx(imputed.mean())
     assert numeric["std"] == pytest.approx(imputed.std())
-    assert fitted.categorical[0] == {
-        "name": "carrier",
-        "vocabulary": ["UA", "AA"],
-        "_value_set": fitted.categorical[0]["_value_set"],
-    }
+    assert fitted.to_dict()["categorical"] == [{"name": "carrier", "vocabulary": ["UA", "AA"]}]
     assert fitted.task == "binary" and fitted.classes == ["late", "on_time"]
 
 
@@ -46,10 +42,15 @@ def test_transform_imputes_flags_missing_and_sends_unknown_categories_to_bucket_
     assert features.categorical[:, 0].tolist() == [0, 2]
 
 
-def test_transform_of_a_batch_equals_transform_of_each_row(flights_sample):
-    fitted = pre.fit(flights_sample, pre.PreprocessorOptions(label_column="late"))
-    batch = fitted.transform(flights_sample.slice(0, 50))
-    rows = [fitted.transform(flights_sample.slice(i, 1)) for i in range(50)]
+@pytest.mark.parametrize("categorical", [[], ["flight"]])
+def test_transform_of_a_batch_equals_transform_of_each_row(flights_sample, categorical):
+    # Batches of more than SMALL_BATCH rows go through Arrow kernels, single rows through lists.
+    fitted = pre.fit(
+        flights_sample.slice(1000), pre.PreprocessorOptions(label_column="late", categorical_columns=categorical)
+    )
+    assert 200 > pre.SMALL_BATCH
+    batch = fitted.transform(flights_sample.slice(0, 200))
+    rows = [fitted.transform(flights_sample.slice(i, 1)) for i in range(200)]
     assert np.array_equal(batch.numeric, np.vstack([r.numeric for r in rows]))
     assert np.array_equal(batch.categorical, np.vstack([r.categorical for r in rows]))
 
@@ -117,7 +118,10 @@ def test_overrides_force_roles():
         ),
     ],
 )
-def test_transform_refuses_bad_features_naming_them(columns, message):
+@pytest.mark.parametrize("rows", [1, 40])
+def test_transform_refuses_bad_features_naming_them(columns, message, rows):
+    # Both the small-batch and the Arrow path refuse the same input with the same message.
+    columns = {name: pa.concat_arrays([array] * rows) for name, array in columns.items()}
     with pytest.raises(DataError) as err:
         _fit().transform(columns)
     assert message in str(err.value)
