@@ -29,7 +29,7 @@ def test_fit_learns_median_imputation_standardisation_and_vocabulary():
     imputed = np.array([100, 200, 200, 400.0])
     assert numeric["mean"] == pytest.approx(imputed.mean())
     assert numeric["std"] == pytest.approx(imputed.std())
-    assert fitted.to_dict()["categorical"] == [{"name": "carrier", "vocabulary": ["UA", "AA"]}]
+    assert fitted.to_dict()["categorical"][0] == {"name": "carrier", "vocabulary": ["UA", "AA"]}
     assert fitted.task == "binary" and fitted.classes == ["late", "on_time"]
 
 
