@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import pandas as pd
 import pyarrow as pa
@@ -83,35 +84,47 @@ def ingest(config: IngestConfig) -> pa.Table:
             )
     if table.num_rows == 0:
         raise DataError(f"no rows of {config.source_uri!r} are left after row_filter {config.row_filter!r}.")
-    return table.combine_chunks()
+    return table
+
+
+def _referenced(table: pa.Table, expressions: list[str]) -> list[str]:
+    """The table's columns an expression may use (names appearing as words in it)."""
+    text = " ".join(expressions)
+    return [name for name in table.column_names if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)]
 
 
 def _evaluate(table: pa.Table, config: IngestConfig) -> pa.Table:
-    # Arrow-backed pandas keeps nulls as nulls (a comparison with a null is null, not False).
-    frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+    # Only the columns the expressions name go through pandas (Arrow-backed, so a comparison
+    # with a null stays null); results come back as Arrow columns and filters as an Arrow mask.
+    expressions = [*config.derived_columns.values(), config.row_filter]
+    frame = table.select(_referenced(table, expressions)).to_pandas(types_mapper=pd.ArrowDtype)
     for name, expression in config.derived_columns.items():
         try:
             frame[name] = frame.eval(expression, engine="python")
         except Exception as err:  # noqa: BLE001 - pandas raises many types for a bad expression
             raise DataError(
                 f"derived_columns[{name!r}] = {expression!r} cannot be evaluated: "
-                f"{type(err).__name__}: {err}. Columns available: {list(frame.columns)!r}."
+                f"{type(err).__name__}: {err}. Columns available: {table.column_names!r}."
             ) from err
+        values = pa.Array.from_pandas(frame[name])
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, values)
+        else:
+            table = table.append_column(name, values)
     if config.row_filter:
         try:
             keep = frame.eval(config.row_filter, engine="python")
         except Exception as err:  # noqa: BLE001
             raise DataError(
                 f"row_filter {config.row_filter!r} cannot be evaluated: {type(err).__name__}: {err}. "
-                f"Columns available: {list(frame.columns)!r}."
+                f"Columns available: {table.column_names!r}."
             ) from err
         if not (isinstance(keep, pd.Series) and pd.api.types.is_bool_dtype(keep.dtype)):
             raise DataError(f"row_filter {config.row_filter!r} must give one true/false per row.")
-        dropped = int((~keep.fillna(False).astype(bool)).sum())
-        log.info("row_filter %r drops %d of %d rows", config.row_filter, dropped, len(frame))
-        frame = frame[keep.fillna(False).astype(bool).to_numpy()]
-    result = pa.Table.from_pandas(frame, preserve_index=False)
-    return result.replace_schema_metadata(None)
+        mask = pa.Array.from_pandas(keep.fillna(False).astype(bool))
+        log.info("row_filter %r drops %d of %d rows", config.row_filter, len(mask) - pc.sum(mask).as_py(), len(mask))
+        table = table.filter(mask)
+    return table
 
 
 def column_summary(table: pa.Table) -> list[dict]:

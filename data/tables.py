@@ -118,7 +118,8 @@ def _parse_schema(schema: dict[str, str]) -> dict[str, pa.DataType]:
 
 
 def _parse(uri: str, payload: bytes, fmt: str, string_columns: list[str]) -> pa.Table:
-    buffer = io.BytesIO(payload)
+    # A zero-copy view of the bytes: Arrow's multithreaded CSV reader reads it as it would a file.
+    buffer = pa.BufferReader(pa.py_buffer(payload))
     try:
         if fmt in ("csv", "tsv"):
             return pacsv.read_csv(
