@@ -13,12 +13,21 @@ from mlworkloads.training.export import ModelDirError
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument("--model_dir", default=DEFAULT_MODEL_DIR, help="Model directory (KServe mounts storageUri here).")
 parser.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH, help="Largest batch accepted (rows).")
+parser.add_argument(
+    "--torch_threads",
+    type=int,
+    default=1,
+    help="Intra-op threads for torch. One is fastest for request-sized batches: scale with replicas or workers.",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     if args.max_batch_size < 1:
         parser.error(f"--max_batch_size={args.max_batch_size}: expected at least 1.")
+    import torch
+
+    torch.set_num_threads(max(1, args.torch_threads))
     model = TabularModel(args.model_name, args.model_dir, args.max_batch_size)
     try:
         model.load()

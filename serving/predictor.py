@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = "/mnt/models"
 DEFAULT_MAX_BATCH = 4096
+#: Batches up to this many rows are scored on the event loop (~0.2 ms); larger ones in a thread.
+INLINE_ROWS = 16
 
 PREDICTIONS = Counter(
     "mlworkloads_predictions_total",
@@ -35,6 +37,12 @@ SCORES = Histogram(
     ["model_name"],
     buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, float("inf")),
 )
+
+
+def _rows(inputs: Any) -> int:
+    if isinstance(inputs, Features):
+        return len(inputs)
+    return len(next(iter(inputs.values()))) if inputs else 0
 
 
 class TabularModel(Model):
@@ -90,8 +98,12 @@ class TabularModel(Model):
             inputs = formats.v2_features(payload, preprocessor, self.max_batch_size)
         else:
             inputs = formats.v1_columns(payload, preprocessor, self.max_batch_size)
-        # The torch work runs in a thread so the event loop keeps answering health checks.
-        scores = await asyncio.to_thread(self._score, inputs)
+        # A few rows take a fraction of a millisecond: scored inline. Larger batches run in a
+        # thread so that the event loop keeps answering health checks meanwhile.
+        if _rows(inputs) <= INLINE_ROWS:
+            scores = self._score(inputs)
+        else:
+            scores = await asyncio.to_thread(self._score, inputs)
         self._observe(scores)
         if isinstance(payload, InferRequest):
             return formats.v2_response(scores, preprocessor, self.name, payload.id or str(uuid.uuid4()))
