@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
+
 def _process_age() -> float:
     """Seconds since this process started (the time-to-first-step clock starts at exec, not import)."""
     import psutil
