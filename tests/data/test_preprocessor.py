@@ -48,7 +48,7 @@ def test_transform_of_a_batch_equals_transform_of_each_row(flights_sample, categ
     fitted = pre.fit(
         flights_sample.slice(1000), pre.PreprocessorOptions(label_column="late", categorical_columns=categorical)
     )
-    assert 200 > pre.SMALL_BATCH
+    assert pre.SMALL_BATCH < 200
     batch = fitted.transform(flights_sample.slice(0, 200))
     rows = [fitted.transform(flights_sample.slice(i, 1)) for i in range(200)]
     assert np.array_equal(batch.numeric, np.vstack([r.numeric for r in rows]))
