@@ -34,6 +34,8 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from support.json_http import JsonHandler
+
 CUSTOM = re.compile(
     r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
     r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$"
@@ -354,24 +356,8 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     cluster: EmulatedCluster
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code: int, body: Any) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length)) if length else None
 
     def _dispatch(self, method: str) -> None:
         parsed = urllib.parse.urlparse(self.path)
@@ -379,7 +365,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         cluster = self.cluster
         try:
             if m := CUSTOM.match(parsed.path):
-                code, body = cluster.handle_custom(method, m, query, self._body())
+                code, body = cluster.handle_custom(method, m, query, self._json())
                 return self._send(code, body)
             if (m := PODS.match(parsed.path)) and method == "GET":
                 if m["sub"] == "log":

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from support.json_http import JsonHandler
+
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -123,24 +125,8 @@ def _filtered(items: list[dict[str, Any]], raw_filter: str | None) -> list[dict[
     return items
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     kfp: EmulatedKfp
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code: int, body: Any) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _json(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length)) if length else {}
 
     def _upload(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
