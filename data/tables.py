@@ -118,12 +118,19 @@ def _parse_schema(schema: dict[str, str]) -> dict[str, pa.DataType]:
 
 
 def _parse(uri: str, payload: bytes, fmt: str, string_columns: list[str]) -> pa.Table:
+    table = _parse_once(uri, payload, fmt, string_columns)
+    _check_parsed(uri, payload, fmt, table)
+    return table
+
+
+def _parse_once(uri: str, payload: bytes, fmt: str, string_columns: list[str], block_size: int | None = None):
     # A zero-copy view of the bytes: Arrow's multithreaded CSV reader reads it as it would a file.
     buffer = pa.BufferReader(pa.py_buffer(payload))
     try:
         if fmt in ("csv", "tsv"):
             return pacsv.read_csv(
                 buffer,
+                read_options=pacsv.ReadOptions(block_size=block_size) if block_size else None,
                 parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
                 # Declared columns are read as text and cast afterwards, so that a bad value
                 # is reported with its column name, row and value.
@@ -134,9 +141,48 @@ def _parse(uri: str, payload: bytes, fmt: str, string_columns: list[str]) -> pa.
             )
         if fmt == "parquet":
             return pq.read_table(buffer)
-        return pajson.read_json(buffer)
+        return pajson.read_json(buffer, read_options=pajson.ReadOptions(block_size=block_size) if block_size else None)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
-        raise DataError(f"cannot parse {uri!r} as {fmt}: {err}") from err
+        if "straddl" in str(err) and block_size is None:
+            # A line longer than Arrow's 1 MiB block: read the whole buffer as one block.
+            return _parse_once(uri, payload, fmt, string_columns, block_size=min(len(payload) + 1, 2**31 - 1))
+        # Arrow quotes the offending bytes; keep the message printable whatever the file holds.
+        detail = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(err)[:200])
+        raise DataError(f"cannot parse {uri!r} as {fmt} (is it really {fmt}?): {detail}") from err
+
+
+def _check_parsed(uri: str, payload: bytes, fmt: str, table: pa.Table) -> None:
+    """Refuses what parsed but cannot be what the user meant, naming the problem."""
+    names = table.column_names
+    duplicated = {name for name in names if names.count(name) > 1}
+    if duplicated:
+        raise DataError(f"{uri!r} has duplicated column names {sorted(duplicated)!r}: rename them so each is unique.")
+    if fmt in ("csv", "tsv") and table.num_columns == 1:
+        header = table.column_names[0]
+        for delimiter, label in ((";", "';'"), ("|", "'|'"), ("\t", "tab")):
+            if delimiter in header:
+                expected = "tab" if fmt == "tsv" else "comma"
+                raise DataError(
+                    f"{uri!r} parsed as a single column {header[:80]!r}: it looks delimited by {label}, not "
+                    f"{expected}. Convert it to CSV, or pass format='tsv' if it is tab-delimited."
+                )
+    for field in table.schema:
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            row = _first_invalid_utf8(table[field.name])
+            raise DataError(
+                f"column {field.name!r} of {uri!r} is not UTF-8 text (first at row {row + 1}): re-encode the "
+                "file as UTF-8."
+            )
+
+
+def _first_invalid_utf8(column) -> int:
+    for index, value in enumerate(column.to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return index
+    return 0
 
 
 def cast_columns(table: pa.Table, types: dict[str, pa.DataType], source: str, header_lines: int = 0) -> pa.Table:

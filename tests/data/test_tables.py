@@ -116,3 +116,30 @@ def test_read_table_refuses_a_zip_with_several_files(tmp_path):
         z.writestr("b.csv", CSV)
     with pytest.raises(DataError, match="exactly one file"):
         read_table(str(tmp_path / "t.zip"))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (bytes(range(256)) * 8, "cannot parse"),
+        (b"a;b;c\n1;2;3\n", "it looks delimited by ';'"),
+        (b"a|b\n1|2\n", "it looks delimited by '|'"),
+        ("name,city\nJos\xe9,M\xfcnchen\n".encode("latin-1"), "column 'name' of"),
+        (b"a,b,a\n1,2,3\n", "duplicated column names ['a']"),
+    ],
+)
+def test_read_table_refuses_files_that_parse_into_something_else(tmp_path, content, message):
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        read_table(str(path))
+    assert message in str(err.value)
+    assert str(err.value).isprintable()
+
+
+def test_read_table_reads_a_line_longer_than_arrows_block_and_10000_columns(tmp_path):
+    (tmp_path / "long.csv").write_bytes(b"a,b\n" + b"x" * 3_000_000 + b",1\n")
+    assert read_table(str(tmp_path / "long.csv")).column("b").to_pylist() == [1]
+    wide = ",".join(f"c{i}" for i in range(10_000)) + "\n" + ",".join("1" for _ in range(10_000)) + "\n"
+    (tmp_path / "wide.csv").write_text(wide)
+    assert read_table(str(tmp_path / "wide.csv")).num_columns == 10_000
