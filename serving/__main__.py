@@ -7,12 +7,16 @@ import logging
 import sys
 
 from kserve import ModelServer, model_server
+from mlworkloads.serving.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel
 from mlworkloads.training.export import ModelDirError
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument("--model_dir", default=DEFAULT_MODEL_DIR, help="Model directory (KServe mounts storageUri here).")
 parser.add_argument("--max_batch_size", type=int, default=DEFAULT_MAX_BATCH, help="Largest batch accepted (rows).")
+parser.add_argument(
+    "--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="Largest request body accepted (413 above)."
+)
 parser.add_argument(
     "--torch_threads",
     type=int,
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).error("cannot serve %s: %s", args.model_dir, err)
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # KServe serves a module-level FastAPI app; the cap is added to it before it starts.
+    model_server.app.add_middleware(BodySizeLimit, max_bytes=args.max_body_bytes)
     ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc, workers=args.workers
     ).start([model])

@@ -253,3 +253,17 @@ def test_the_grafana_dashboard_queries_the_metrics_the_predictor_exports():
     dashboard = json.loads(pathlib.Path(predictor.__file__).with_name("grafana-dashboard.json").read_text())
     expressions = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     assert "mlworkloads_predictions_total" in expressions and "mlworkloads_prediction_score_bucket" in expressions
+
+
+@pytest.mark.e2e
+def test_a_body_over_the_cap_is_a_413_and_the_server_keeps_answering(predictor_url, sample_model, rows):
+    huge = b'{"instances": [' + b'{"month": 1},' * 2_000_000 + b'{"month": 1}]}'  # about 26 MB
+    response = httpx.post(
+        f"{predictor_url}/v1/models/flights:predict",
+        content=huge,
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413 and "exceeds the limit of 16777216 bytes" in response.text
+    ok = _v1(predictor_url, {"instances": _instances(sample_model, rows)[:1]})
+    assert ok.status_code == 200
