@@ -173,7 +173,9 @@ class InferenceServiceController:
                     previous = service.rolled_out
                     service.rolled_out = latest
                     if previous is not None:
-                        threading.Thread(target=previous.stop, daemon=True).start()
+                        # Like Knative, drain the old revision before stopping it: requests
+                        # already routed to it still complete.
+                        threading.Timer(3.0, previous.stop).start()
                 service.weights = [(latest, 100)]
             elif latest.ready and service.rolled_out is not None and service.rolled_out is not latest:
                 service.weights = [(service.rolled_out, 100 - canary), (latest, canary)]
