@@ -36,9 +36,9 @@ def _kill_one_worker_after_first_checkpoint(config):
     for process in psutil.Process().children(recursive=True):
         try:
             cmdline = " ".join(process.cmdline())
-            if "mlworkloads.training" in cmdline and "torch.distributed.run" not in cmdline:
-                if process.environ().get("RANK") == "1":
-                    workers.append(process)
+            trainer = "mlworkloads.training" in cmdline and "torch.distributed.run" not in cmdline
+            if trainer and process.environ().get("RANK") == "1":
+                workers.append(process)
         except psutil.NoSuchProcess:
             continue
     assert workers, "no rank-1 worker found"
