@@ -11,6 +11,7 @@ from typing import IO
 import fsspec
 from fsspec.core import url_to_fs
 from mlworkloads.data.errors import DataError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 SCHEMES_HELP = "a local path, file://, http(s)://, s3:// or gs:// URI"
 
@@ -61,12 +62,34 @@ def _connection_failure(err: BaseException) -> BaseException | None:
     return None
 
 
-def read_bytes(uri: str) -> bytes:
-    """Reads a whole file, turning every 'not there' into one clear error naming the URI."""
-    fs, path = filesystem(resolve(uri))
+class _Unreachable(OSError):
+    """A connection failure, worth another try."""
+
+
+@retry(
+    retry=retry_if_exception_type(_Unreachable),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.5, max=4),
+    reraise=True,
+)
+def _read(fs, path: str) -> bytes:
     try:
         with fs.open(path, "rb") as f:
             return f.read()
+    except Exception as err:  # botocore's and aiohttp's connection errors are not all OSErrors
+        if _connection_failure(err) is not None:
+            raise _Unreachable(str(err)) from err
+        raise
+
+
+def read_bytes(uri: str) -> bytes:
+    """Reads a whole file, turning every 'not there' into one clear error naming the URI.
+
+    A connection failure is retried twice with backoff (a storage blip); a missing file is not.
+    """
+    fs, path = filesystem(resolve(uri))
+    try:
+        return _read(fs, path)
     except (OSError, RuntimeError) as err:  # aiohttp and botocore errors are OSError subclasses
         cause = _connection_failure(err)
         if cause is not None:
