@@ -261,10 +261,14 @@ def schedule_command(
     ] = None,
 ):
     """Create a recurring run (e.g. nightly retraining) on Kubeflow Pipelines."""
-    from mlworkloads.kfp_backend import SubmitError, schedule
+    from mlworkloads.kfp_backend import SubmitError, cron_expression, schedule
 
     func = _pipeline(pipeline)
     parameters = _parameters(func, param)
+    try:
+        cron_expression(cron)  # refuse a bad schedule before talking to the backend
+    except SubmitError as err:
+        _fail(str(err))
     client = _client(host, namespace, token)
     try:
         recurring = schedule(

@@ -1,0 +1,174 @@
+"""Bad input over every public entry point: each is refused with an error that names the problem."""
+
+import json
+import pathlib
+import shutil
+
+from kserve.errors import InvalidInput
+from mlworkloads.data.errors import DataError
+from mlworkloads.data.preprocessor import Preprocessor
+from mlworkloads.data.tables import read_table
+from mlworkloads.serving import payload
+from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.export import ModelDirError, load
+from typer.testing import CliRunner
+
+from mlworkloads.cli import app
+
+
+def _file(tmp, name, content):
+    path = tmp / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def _cli(*args):
+    result = CliRunner().invoke(app, list(args))
+    if result.exit_code == 2 and "error:" in result.output:
+        raise ValueError(result.output)
+    return result
+
+
+def cases(tmp: pathlib.Path, model_dir: str):
+    spec = json.loads(pathlib.Path(model_dir, "preprocessor.json").read_text())
+    preprocessor = Preprocessor.from_dict(spec)
+    instance = {name: 1 for name in preprocessor.feature_columns}
+    for c in preprocessor.categorical:
+        instance[c["name"]] = "UA"
+    missing_file = tmp / "no-preprocessor"
+    shutil.copytree(model_dir, missing_file)
+    (missing_file / "preprocessor.json").unlink()
+    extra_file = tmp / "extra"
+    shutil.copytree(model_dir, extra_file)
+    (extra_file / "notes.txt").write_text("hi")
+    return [
+        ("ingest: empty file", lambda: read_table(_file(tmp, "e.csv", b"")), DataError, "is empty"),
+        (
+            "ingest: binary garbage",
+            lambda: read_table(_file(tmp, "g.csv", bytes(range(256)) * 4)),
+            DataError,
+            "cannot parse",
+        ),
+        (
+            "ingest: wrong delimiter",
+            lambda: read_table(_file(tmp, "s.csv", b"a;b\n1;2\n")),
+            DataError,
+            "looks delimited by ';'",
+        ),
+        (
+            "ingest: non-UTF-8",
+            lambda: read_table(_file(tmp, "l.csv", "a\n\xe9\n".encode("latin-1"))),
+            DataError,
+            "not UTF-8",
+        ),
+        (
+            "ingest: duplicated header",
+            lambda: read_table(_file(tmp, "d.csv", b"a,a\n1,2\n")),
+            DataError,
+            "duplicated column names",
+        ),
+        ("ingest: header only", lambda: read_table(_file(tmp, "h.csv", b"a,b\n")), DataError, "no data rows"),
+        (
+            "preprocessor: newer version",
+            lambda: Preprocessor.from_dict({**spec, "version": 99}),
+            DataError,
+            "newer mlworkloads",
+        ),
+        (
+            "preprocessor: tampered statistics",
+            lambda: Preprocessor.from_dict({**spec, "numeric": [{**spec["numeric"][0], "std": -1}]}),
+            DataError,
+            "expected a positive number",
+        ),
+        ("preprocessor: not JSON", lambda: Preprocessor.from_json("{]"), DataError, "not valid JSON"),
+        ("model dir: missing file", lambda: load(str(missing_file)), ModelDirError, "lacks ['preprocessor.json']"),
+        ("model dir: extra file", lambda: load(str(extra_file)), ModelDirError, "unexpected files ['notes.txt']"),
+        ("model dir: absent", lambda: load(str(tmp / "nowhere")), ModelDirError, "does not exist"),
+        (
+            "trainer: learning rate",
+            lambda: TrainConfig(
+                train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="o", learning_rate=-1
+            ),
+            ConfigError,
+            "learning_rate=-1",
+        ),
+        (
+            "trainer: unknown setting",
+            lambda: TrainConfig.from_json('{"train_uri": "t", "lr": 1}'),
+            ConfigError,
+            "unknown training setting(s) ['lr']",
+        ),
+        ("cli: unknown pipeline", lambda: _cli("run", "nope"), ValueError, "unknown pipeline 'nope'"),
+        (
+            "cli: untyped parameter",
+            lambda: _cli("run", "data_pipeline", "-p", "max_rows=ten"),
+            ValueError,
+            "'max_rows' is Integer",
+        ),
+        (
+            "cli: bad cron",
+            lambda: _cli("schedule", "data_pipeline", "--cron", "nightly", "--host", "http://127.0.0.1:9"),
+            ValueError,
+            "expected 5 crontab fields",
+        ),
+        (
+            "predictor: wrong type",
+            lambda: preprocessor.transform(
+                payload.v1_columns({"instances": [{**instance, "distance": "far"}]}, preprocessor, 10)
+            ),
+            DataError,
+            "'distance'",
+        ),
+        (
+            "predictor: infinity",
+            lambda: payload.v1_columns({"instances": [{**instance, "distance": float("inf")}]}, preprocessor, 10),
+            InvalidInput,
+            "must be finite",
+        ),
+        (
+            "predictor: nested garbage",
+            lambda: payload.v1_columns({"instances": [{**instance, "carrier": {"a": [1]}}]}, preprocessor, 10),
+            InvalidInput,
+            "'carrier'",
+        ),
+        (
+            "predictor: not a list",
+            lambda: payload.v1_columns({"instances": {"a": 1}}, preprocessor, 10),
+            InvalidInput,
+            "non-empty list",
+        ),
+        (
+            "predictor: over max batch",
+            lambda: payload.v1_columns({"instances": [instance] * 11}, preprocessor, 10),
+            InvalidInput,
+            "maximum batch is 10",
+        ),
+        (
+            "predictor: missing feature",
+            lambda: payload.v1_columns({"instances": [{}]}, preprocessor, 10),
+            InvalidInput,
+            "is missing feature",
+        ),
+    ]
+
+
+def test_every_bad_input_is_refused_cleanly_naming_the_problem(tmp_path, sample_model, capsys):
+    tried = refused = 0
+    problems = []
+    for name, attempt, error, message in cases(tmp_path, sample_model):
+        tried += 1
+        try:
+            attempt()
+        except error as err:
+            if message in str(err):
+                refused += 1
+            else:
+                problems.append(f"{name}: message {str(err)[:200]!r} lacks {message!r}")
+        except Exception as err:  # noqa: BLE001 - any other error is a failure of this suite
+            problems.append(f"{name}: raised {type(err).__name__}: {err}")
+        else:
+            problems.append(f"{name}: was accepted")
+    with capsys.disabled():
+        print(f"\n{tried} bad inputs tried, {refused} refused cleanly")
+    assert not problems, problems
+    assert refused == tried >= 20
