@@ -55,10 +55,11 @@ def test_ctrl_c_during_training_stops_all_children_and_leaves_no_partial_files(t
     everything = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
     time.sleep(2)  # mid-epoch
     os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground group
-    run.wait(timeout=60)
+    assert run.wait(timeout=60) != 0
     gone, alive = psutil.wait_procs(everything, timeout=30)
     assert not alive, [p.cmdline() for p in alive if p.is_running()]
     files = [p for p in pathlib.Path(tmp_path).rglob("*") if p.is_file()]
     assert not [f for f in files if f.name.endswith((".tmp", ".tmp.yaml")) or ".tmp" in f.name]
-    model = [p for p in pathlib.Path(tmp_path).rglob("train-pytorchjob/model") if p.is_dir()]
-    assert not model or not any(model[0].iterdir()), "a model artifact was left half-written"
+    assert not list(pathlib.Path(tmp_path).rglob("train-pytorchjob/executor_output.json")), "training had finished"
+    for model in (p for p in pathlib.Path(tmp_path).rglob("train-pytorchjob/model") if p.is_dir()):
+        assert not any(model.iterdir()), "a model artifact was left half-written"
