@@ -47,7 +47,18 @@ def init(device_preference: str = "auto") -> World:
     else:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=10))
+        # torchrun keeps one store across restarts of the worker group; gloo would find the
+        # previous round's peer addresses under the same keys and hang connecting to them.
+        # A prefix per restart gives every round its own keys.
+        store, _, _ = next(dist.rendezvous("env://"))
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            store=dist.PrefixStore(f"mlworkloads/restart-{restart}", store),
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(minutes=10),
+        )
     return World(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
