@@ -1,0 +1,68 @@
+"""Prediction metrics for `/metrics`, counted a whole batch at a time.
+
+prometheus_client's `Histogram.observe` takes one value per call behind a lock: a 256-row
+request cost 256 calls, a quarter of the predictor's time under load (py-spy, see
+bench/README.md). `BatchHistogram` counts a numpy batch with one `searchsorted` + `bincount`
+and exposes the standard `_bucket`/`_count`/`_sum` series, so dashboards and
+`histogram_quantile` read it like any other Prometheus histogram.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+
+class BatchHistogram(Collector):
+    """A labelled Prometheus histogram whose `observe` takes an array of values."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry | None = REGISTRY,
+    ):
+        bounds = sorted(float(b) for b in buckets)
+        if bounds[-1] != float("inf"):
+            bounds.append(float("inf"))
+        self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
+        self._bounds = np.array(bounds)
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, ...], tuple[np.ndarray, list[float]]] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def observe(self, label_values: Sequence[str], values: np.ndarray) -> None:
+        """Counts every value of `values` (1-D, finite) under the series `label_values`."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        # Bucket i counts values <= bounds[i] (Prometheus' `le`); cumulated when scraped.
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds))
+        total = float(values.sum())
+        key = tuple(str(v) for v in label_values)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                self._series[key] = (counts, [total])
+            else:
+                series[0][:] += counts
+                series[1][0] += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            snapshot = [(key, counts.cumsum(), sums[0]) for key, (counts, sums) in self._series.items()]
+        for key, cumulative, total in snapshot:
+            buckets = [(floatToGoString(b), float(c)) for b, c in zip(self._bounds, cumulative, strict=True)]
+            family.add_metric(list(key), buckets, total)
+        yield family
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
