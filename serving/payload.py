@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 from mlworkloads.data.preprocessor import Features, Preprocessor
@@ -28,6 +29,26 @@ def v1_columns(body: Any, preprocessor: Preprocessor, max_batch: int) -> dict[st
         raise InvalidInput('"instances" must be a non-empty list of {feature: value} objects.')
     if len(instances) > max_batch:
         raise InvalidInput(f'"instances" has {len(instances)} rows; the maximum batch is {max_batch}.')
+    # Well-formed batches take one list comprehension and one Arrow conversion per column;
+    # anything odd is re-checked value by value below, to name the row and field at fault.
+    try:
+        columns = {name: pa.array([instance[name] for instance in instances]) for name in preprocessor.feature_columns}
+    except (KeyError, TypeError, ValueError, OverflowError, pa.ArrowException):
+        columns = None
+    if columns is not None and all(_is_clean(array) for array in columns.values()):
+        return columns
+    return _checked_columns(instances, preprocessor)
+
+
+def _is_clean(array: pa.Array) -> bool:
+    """A flat column of text, whole numbers, booleans or finite floats (nulls allowed)."""
+    kind = array.type
+    if pa.types.is_floating(kind):
+        return pc.all(pc.is_finite(array)).as_py() is not False
+    return pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind)
+
+
+def _checked_columns(instances: list[Any], preprocessor: Preprocessor) -> dict[str, pa.Array]:
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
             raise InvalidInput(f"instances[{i}] must be an object of feature values, got {type(instance).__name__}.")
@@ -59,6 +80,8 @@ def _array(values: list[Any], name: str) -> pa.Array:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise InvalidInput(f"feature {name!r} mixes types across instances: {err}") from err
+    except OverflowError as err:
+        raise InvalidInput(f"feature {name!r} holds a whole number too large for 64 bits: {err}") from err
 
 
 def v2_features(request: InferRequest, preprocessor: Preprocessor, max_batch: int) -> dict[str, pa.Array] | Features:
@@ -144,11 +167,12 @@ def v1_response(scores: np.ndarray, preprocessor: Preprocessor) -> dict[str, Any
     if preprocessor.task == "regression":
         return {"predictions": scores.astype(float).tolist()}
     classes = preprocessor.classes
+    names = [str(c) for c in classes]  # JSON object keys are text, whatever the label's type
     best = scores.argmax(axis=1)
     probabilities = scores.astype(float).tolist()
     return {
         "predictions": [
-            {"class": classes[b], "probabilities": {str(c): p for c, p in zip(classes, row, strict=True)}}
+            {"class": classes[b], "probabilities": dict(zip(names, row, strict=True))}
             for b, row in zip(best.tolist(), probabilities, strict=True)
         ]
     }

@@ -126,6 +126,12 @@ def cases(tmp: pathlib.Path, model_dir: str):
             "must be finite",
         ),
         (
+            "predictor: a number over 64 bits",
+            lambda: payload.v1_columns({"instances": [instance, {**instance, "distance": 2**70}]}, preprocessor, 10),
+            InvalidInput,
+            "'distance' holds a whole number too large",
+        ),
+        (
             "predictor: nested garbage",
             lambda: payload.v1_columns({"instances": [{**instance, "carrier": {"a": [1]}}]}, preprocessor, 10),
             InvalidInput,

@@ -167,6 +167,8 @@ def _bad_cases(instance):
         ({"rows": []}, '"instances"'),
         ({"instances": [instance] * 513}, "maximum batch is 512"),
         ({"instances": [1, 2]}, "instances[0] must be an object"),
+        ({"instances": [instance, {**instance, "month": True}]}, "feature 'month' mixes types"),
+        ({"instances": [instance, {**instance, "origin": None}, missing]}, "instances[2] is missing feature"),
     ]
 
 
@@ -267,3 +269,40 @@ def test_a_body_over_the_cap_is_a_413_and_the_server_keeps_answering(predictor_u
     assert response.status_code == 413 and "exceeds the limit of 16777216 bytes" in response.text
     ok = _v1(predictor_url, {"instances": _instances(sample_model, rows)[:1]})
     assert ok.status_code == 200
+
+
+def test_large_batches_are_scored_off_the_event_loop_and_small_ones_on_it(sample_model, rows):
+    import asyncio
+    import threading
+
+    from mlworkloads.serving.predictor import INLINE_ROWS, TabularModel
+
+    model = TabularModel("flights", sample_model)
+    model.load()
+    instances = _instances(sample_model, rows)
+    released = threading.Event()
+    seen = []
+    score = model._score
+
+    def held_score(inputs):
+        # Scoring waits for a coroutine on the event loop to release it: it is released only
+        # if the loop keeps running meanwhile; on the loop itself it would wait out the timeout.
+        seen.append((threading.current_thread() is threading.main_thread(), released.wait(timeout=5)))
+        return score(inputs)
+
+    model._score = held_score
+
+    async def scenario(batch, hold=True):
+        if hold:
+            released.clear()
+        task = asyncio.create_task(model.predict({"instances": batch}))
+        await asyncio.sleep(0)  # the predict task starts and hands scoring off (or blocks the loop here)
+        released.set()
+        return await task
+
+    large = (instances * (INLINE_ROWS // len(instances) + 1))[: INLINE_ROWS + 1]
+    assert len(asyncio.run(scenario(large))["predictions"]) == INLINE_ROWS + 1
+    assert seen.pop() == (False, True), "a large batch must be scored in a thread while the loop runs"
+    assert len(asyncio.run(scenario(instances[:2], hold=False))["predictions"]) == 2
+    on_loop, _ = seen.pop()
+    assert on_loop, "a small batch is scored inline on the event loop"
