@@ -54,10 +54,14 @@ def test_ctrl_c_during_training_stops_all_children_and_leaves_no_partial_files(t
         seen = _trainer_processes(run.pid)
         time.sleep(0.2)
     assert len(seen) >= 3, "training never started"
+
     # Past start-up and mid-training: the first epoch's checkpoint is on disk, the run goes on for 200.
-    while time.monotonic() < deadline and not list(pathlib.Path(tmp_path).rglob("training-work/checkpoints/latest.json")):
+    def checkpointed():
+        return list(pathlib.Path(tmp_path).rglob("training-work/checkpoints/latest.json"))
+
+    while time.monotonic() < deadline and not checkpointed():
         time.sleep(0.2)
-    assert list(pathlib.Path(tmp_path).rglob("training-work/checkpoints/latest.json")), "no checkpoint was ever written"
+    assert checkpointed(), "no checkpoint was ever written"
     everything = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
     os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground group
     assert run.wait(timeout=60) != 0
