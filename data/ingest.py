@@ -59,14 +59,19 @@ def ingest(config: IngestConfig) -> pa.Table:
         DataError: for any problem with the source or the configuration, naming it.
     """
     table = read_table(config.source_uri, config.format, config.schema)
+    keep = None
     if config.derived_columns or config.row_filter:
-        table = _evaluate(table, config)
+        table, keep = _evaluate(table, config)
     missing = [c for c in config.drop_columns if c not in table.column_names]
     if missing:
         raise DataError(
             f"drop_columns names {missing!r}, which the table does not have; its columns are {table.column_names!r}."
         )
+    # Dropped before filtering, so that the filtered copy holds only the kept columns.
     table = table.drop_columns(config.drop_columns)
+    if keep is not None:
+        log.info("row_filter %r drops %d of %d rows", config.row_filter, len(keep) - pc.sum(keep).as_py(), len(keep))
+        table = table.filter(keep)
     if config.max_rows:
         table = table.slice(0, config.max_rows)
     if config.label_column:
@@ -93,7 +98,8 @@ def _referenced(table: pa.Table, expressions: list[str]) -> list[str]:
     return [name for name in table.column_names if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)]
 
 
-def _evaluate(table: pa.Table, config: IngestConfig) -> pa.Table:
+def _evaluate(table: pa.Table, config: IngestConfig) -> tuple[pa.Table, pa.Array | None]:
+    """The table with its derived columns, and the row filter's mask (None without a filter)."""
     # Only the columns the expressions name go through pandas (Arrow-backed, so a comparison
     # with a null stays null); results come back as Arrow columns and filters as an Arrow mask.
     expressions = [*config.derived_columns.values(), config.row_filter]
@@ -121,10 +127,8 @@ def _evaluate(table: pa.Table, config: IngestConfig) -> pa.Table:
             ) from err
         if not (isinstance(keep, pd.Series) and pd.api.types.is_bool_dtype(keep.dtype)):
             raise DataError(f"row_filter {config.row_filter!r} must give one true/false per row.")
-        mask = pa.Array.from_pandas(keep.fillna(False).astype(bool))
-        log.info("row_filter %r drops %d of %d rows", config.row_filter, len(mask) - pc.sum(mask).as_py(), len(mask))
-        table = table.filter(mask)
-    return table
+        return table, pa.Array.from_pandas(keep.fillna(False).astype(bool))
+    return table, None
 
 
 def column_summary(table: pa.Table) -> list[dict]:
