@@ -52,6 +52,13 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
         ) from err
 
 
+def local_file(uri: str) -> str | None:
+    """The path of `uri` when it names an existing local file (not a URL), else None."""
+    fs, path = filesystem(resolve(uri))
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return path if "file" in protocols and os.path.isfile(path) else None
+
+
 def _connection_failure(err: BaseException) -> BaseException | None:
     """The connection error behind `err`, if any (fsspec's http reports them as 'not found')."""
     seen = err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zipfile
 
 import pyarrow as pa
@@ -12,9 +13,13 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from mlworkloads.data.errors import DataError
-from mlworkloads.data.storage import read_bytes
+from mlworkloads.data.storage import local_file, read_bytes
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl")
+#: Local, uncompressed files from this size on are parsed straight from disk in blocks instead
+#: of being read into memory first: the whole-file copy is what a large ingest can spare.
+STREAM_BYTES = 16 * 1024 * 1024
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"PK\x03\x04")
 _SUFFIXES = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -93,17 +98,32 @@ def read_table(uri: str, fmt: str = "auto", schema: dict[str, str] | None = None
     if fmt != "auto" and fmt not in FORMATS:
         raise DataError(f"format={fmt!r} is not supported; expected 'auto' or one of {list(FORMATS)}.")
     target_types = _parse_schema(schema or {})
-    payload = read_bytes(uri)
-    if not payload:
-        raise DataError(f"{uri!r} is empty (0 bytes): expected a table with a header and rows.")
-    payload, name = _decompress(uri, payload)
-    if not payload.strip():
-        raise DataError(f"{uri!r} is empty: expected a table with a header and rows.")
+    source = _large_plain_file(uri)
+    if source is not None:
+        name = source
+    else:
+        source = read_bytes(uri)
+        if not source:
+            raise DataError(f"{uri!r} is empty (0 bytes): expected a table with a header and rows.")
+        source, name = _decompress(uri, source)
+        if not source or source.isspace():  # not `strip()`: it would copy the whole file to find out
+            raise DataError(f"{uri!r} is empty: expected a table with a header and rows.")
     fmt = detect_format(name) if fmt == "auto" else fmt
-    table = _parse(uri, payload, fmt, string_columns=list(target_types))
+    table = _parse(uri, source, fmt, string_columns=list(target_types))
     if table.num_rows == 0:
         raise DataError(f"{uri!r} has columns {table.column_names!r} but no data rows: expected at least one row.")
     return cast_columns(table, target_types, source=uri, header_lines=1 if fmt in ("csv", "tsv") else 0)
+
+
+def _large_plain_file(uri: str) -> str | None:
+    """The local path of `uri` if it is an uncompressed file of at least `STREAM_BYTES`."""
+    path = local_file(uri)
+    if path is None or os.path.getsize(path) < STREAM_BYTES or path.lower().endswith((".gz", ".zip")):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(64 * 1024)
+    # Compressed, or blank so far: the in-memory path decompresses, or names a blank file.
+    return None if head.startswith(_COMPRESSED_MAGIC) or head.isspace() else path
 
 
 def _parse_schema(schema: dict[str, str]) -> dict[str, pa.DataType]:
@@ -117,15 +137,17 @@ def _parse_schema(schema: dict[str, str]) -> dict[str, pa.DataType]:
     return types
 
 
-def _parse(uri: str, payload: bytes, fmt: str, string_columns: list[str]) -> pa.Table:
-    table = _parse_once(uri, payload, fmt, string_columns)
-    _check_parsed(uri, payload, fmt, table)
+def _parse(uri: str, source: bytes | str, fmt: str, string_columns: list[str]) -> pa.Table:
+    """Parses the file's bytes, or the local file at the path `source`."""
+    table = _parse_once(uri, source, fmt, string_columns)
+    _check_parsed(uri, fmt, table)
     return table
 
 
-def _parse_once(uri: str, payload: bytes, fmt: str, string_columns: list[str], block_size: int | None = None):
-    # A zero-copy view of the bytes: Arrow's multithreaded CSV reader reads it as it would a file.
-    buffer = pa.BufferReader(pa.py_buffer(payload))
+def _parse_once(uri: str, source: bytes | str, fmt: str, string_columns: list[str], block_size: int | None = None):
+    # Bytes through a zero-copy view: Arrow's multithreaded readers read it as they would a file.
+    buffer = pa.BufferReader(pa.py_buffer(source)) if isinstance(source, bytes) else source
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
     try:
         if fmt in ("csv", "tsv"):
             return pacsv.read_csv(
@@ -145,13 +167,13 @@ def _parse_once(uri: str, payload: bytes, fmt: str, string_columns: list[str], b
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
         if "straddl" in str(err) and block_size is None:
             # A line longer than Arrow's 1 MiB block: read the whole buffer as one block.
-            return _parse_once(uri, payload, fmt, string_columns, block_size=min(len(payload) + 1, 2**31 - 1))
+            return _parse_once(uri, source, fmt, string_columns, block_size=min(size + 1, 2**31 - 1))
         # Arrow quotes the offending bytes; keep the message printable whatever the file holds.
         detail = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(err)[:200])
         raise DataError(f"cannot parse {uri!r} as {fmt} (is it really {fmt}?): {detail}") from err
 
 
-def _check_parsed(uri: str, payload: bytes, fmt: str, table: pa.Table) -> None:
+def _check_parsed(uri: str, fmt: str, table: pa.Table) -> None:
     """Refuses what parsed but cannot be what the user meant, naming the problem."""
     names = table.column_names
     duplicated = {name for name in names if names.count(name) > 1}

@@ -5,11 +5,20 @@ import zipfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from mlworkloads.data import tables
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.flights import FLIGHTS_ROWS, FLIGHTS_URI, flights_path
 from mlworkloads.data.tables import read_table
 
 CSV = "carrier,distance,delay\nUA,1400,3.5\nAA,,-2\nB6,900,\n"
+
+
+@pytest.fixture(autouse=True, params=["in memory", "streamed from disk"])
+def read_mode(request, monkeypatch):
+    """Every test twice: local files read into memory, and parsed from disk as large ones are."""
+    if request.param == "streamed from disk":
+        monkeypatch.setattr(tables, "STREAM_BYTES", 1)
+    return request.param
 
 
 def _write_variants(directory):
@@ -75,6 +84,7 @@ def test_read_table_casts_declared_schema(tmp_path):
     [
         (None, "absent.csv", {}, "file not found"),
         ("", "t.csv", {}, "is empty"),
+        ("\n  \n\t\n", "t.csv", {}, "empty"),
         ("a,b\n", "t.csv", {}, "no data rows"),
         (CSV, "t.xlsx", {}, "cannot tell the table format"),
         (CSV, "t.csv", {"fmt": "xml"}, "format='xml' is not supported"),
