@@ -55,6 +55,23 @@ def test_transform_of_a_batch_equals_transform_of_each_row(flights_sample, categ
     assert np.array_equal(batch.categorical, np.vstack([r.categorical for r in rows]))
 
 
+def test_fitting_and_transforming_columns_in_threads_changes_nothing(flights_sample, monkeypatch):
+    options = pre.PreprocessorOptions(label_column="late", categorical_columns=["flight"])
+    bad = flights_sample.set_column(flights_sample.column_names.index("distance"), "distance",
+                                    pa.array(["far"] * flights_sample.num_rows))  # fmt: skip
+    results = {}
+    for parallel_rows in (10**9, 1):  # never in threads, then always
+        monkeypatch.setattr(pre, "PARALLEL_ROWS", parallel_rows)
+        fitted = pre.fit(flights_sample, options)
+        with pytest.raises(DataError) as err:
+            fitted.transform(bad)
+        results[parallel_rows] = (fitted.to_dict(), fitted.transform(flights_sample), str(err.value))
+    (spec, features, error), (spec_threads, features_threads, error_threads) = results.values()
+    assert spec == spec_threads and error == error_threads and "'distance'" in error
+    assert np.array_equal(features.numeric, features_threads.numeric)
+    assert np.array_equal(features.categorical, features_threads.categorical)
+
+
 def test_transform_takes_plain_arrow_columns_as_the_predictor_sends_them():
     fitted = _fit()
     features = fitted.transform(
