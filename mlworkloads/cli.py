@@ -130,7 +130,7 @@ def demo_command(
     runs_dir: Annotated[str, typer.Option("--runs-dir", help="Where run outputs go.")] = "runs",
     param: ParamOption = None,
 ):
-    """The quick start: train_pipeline on the real flights table locally, then serve and predict."""
+    """The quick start: training_pipeline on the real flights table locally, then serve and predict."""
     import json
 
     import httpx
