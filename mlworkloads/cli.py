@@ -106,22 +106,10 @@ def serve_command(
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Largest batch accepted.")] = 4096,
 ):
     """Serve a model locally with KServe (V1 and V2 protocols, /metrics) until interrupted."""
+    from mlworkloads.serving.__main__ import arguments
     from mlworkloads.serving.__main__ import main as serve_main
 
-    code = serve_main(
-        [
-            "--model_dir",
-            model_dir,
-            "--model_name",
-            name,
-            "--http_port",
-            str(port),
-            "--grpc_port",
-            str(port + 1),
-            "--max_batch_size",
-            str(max_batch_size),
-        ]
-    )
+    code = serve_main(arguments(model_dir, name, port, port + 1, max_batch_size))
     raise typer.Exit(code)
 
 

@@ -25,6 +25,22 @@ parser.add_argument(
 )
 
 
+def arguments(model_dir: str, name: str, http_port: int, grpc_port: int, max_batch_size: int) -> list[str]:
+    """The command-line arguments of this server for one model (what `mlworkloads serve` passes)."""
+    return [
+        "--model_dir",
+        model_dir,
+        "--model_name",
+        name,
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+        "--max_batch_size",
+        str(max_batch_size),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     if args.max_batch_size < 1:

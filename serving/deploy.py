@@ -73,21 +73,10 @@ def local_predictor(
     The server is stopped (with any worker processes) when the block exits.
     """
     port, grpc_port = free_port(), free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mlworkloads.serving",
-        "--model_dir",
-        model_dir,
-        "--model_name",
-        name,
-        "--http_port",
-        str(port),
-        "--grpc_port",
-        str(grpc_port),
-        "--max_batch_size",
-        str(max_batch_size),
-    ]
+    from mlworkloads.serving.__main__ import arguments
+
+    server = arguments(model_dir, name, port, grpc_port, max_batch_size)
+    command = [sys.executable, "-m", "mlworkloads.serving", *server]
     # The server's log goes to a file: a pipe nobody drains fills up and blocks the server.
     with tempfile.NamedTemporaryFile("w+", prefix=f"predictor-{name}-", suffix=".log") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)

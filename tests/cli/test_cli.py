@@ -16,7 +16,10 @@ def test_version_is_the_package_version():
     assert result.exit_code == 0 and result.output.strip() == f"mlworkloads {__version__}"
 
 
-@pytest.mark.parametrize("command", ["compile", "run", "demo", "serve", "rbac", "images"])
+COMMANDS = ["compile", "run", "demo", "serve", "upload", "submit", "schedule", "rbac", "images"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -90,3 +93,31 @@ def test_rbac_prints_the_training_and_serving_roles():
     result = runner.invoke(app, ["rbac"])
     assert result.exit_code == 0
     assert "name: mlworkloads-training" in result.output and "name: mlworkloads-serving" in result.output
+
+
+@pytest.mark.e2e
+def test_serve_answers_v1_on_the_given_port_until_interrupted(sample_model, tmp_path):
+    import os
+    import signal
+
+    import httpx
+    from mlworkloads.serving.deploy import _wait_ready, free_port, stop_process_tree
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        command = [sys.executable, "-m", "mlworkloads", "serve", sample_model, "--name", "flights", "--port", str(port)]
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base, "flights", process, 60, str(log))
+        from mlworkloads.training.export import load
+
+        columns = load(sample_model).preprocessor.feature_columns
+        instance = {name: None for name in columns}  # all missing: imputed, still a prediction
+        response = httpx.post(f"{base}/v1/models/flights:predict", json={"instances": [instance]}, timeout=10)
+        assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)  # raises if Ctrl-C does not stop the server
+    finally:
+        stop_process_tree(process)
