@@ -20,6 +20,7 @@ def deploy_inferenceservice(
     backend: str = "auto",
     image: str = "",
     service_account: str = "",
+    image_pull_secrets: Optional[list] = None,
     deployment_mode: str = "Knative",
     cpu: str = "1",
     memory: str = "2Gi",
@@ -55,6 +56,7 @@ def deploy_inferenceservice(
         backend: "auto" (KServe inside a cluster, local otherwise), "kserve" or "local".
         image: Predictor image; empty for the one matching this package's version.
         service_account: Service account with the storage credentials for the model URI.
+        image_pull_secrets: Secret names the predictor pods pull the image with (private registry).
         deployment_mode: "Knative" (canary by traffic percent) or "Standard" (spec.canary).
         cpu: CPU per predictor replica.
         memory: Memory per predictor replica.
@@ -92,6 +94,7 @@ def deploy_inferenceservice(
             "namespace": namespace,
             "image": image or PREDICTOR_IMAGE,
             "service_account": service_account,
+            "image_pull_secrets": image_pull_secrets or [],
             "deployment_mode": deployment_mode,
             "cpu": cpu,
             "memory": memory,

@@ -53,6 +53,7 @@ def train_pytorchjob(
     queue_name: str = "",
     namespace: str = "",
     service_account: str = "",
+    image_pull_secrets: Optional[list] = None,
     storage_secret: str = "",
     storage_env: Optional[dict] = None,
     bridge: str = "artifacts",
@@ -108,6 +109,7 @@ def train_pytorchjob(
         queue_name: Kueue LocalQueue name; empty for none.
         namespace: Namespace of the PyTorchJob; empty for the step's own.
         service_account: Service account of the replicas.
+        image_pull_secrets: Secret names the replicas pull the trainer image with (private registry).
         storage_secret: Secret with the object-store credentials, exposed to the replicas as env.
         storage_env: Plain env for the replicas, e.g. {"AWS_ENDPOINT_URL": "http://minio..."}.
         bridge: How replicas reach the data: "artifacts" (object store) or "volume" (a PVC).
@@ -173,6 +175,7 @@ def train_pytorchjob(
             "tolerations": [*(passed.tolerations or []), *(tolerations or [])],
             "queue_name": queue_name,
             "service_account": service_account,
+            "image_pull_secrets": image_pull_secrets or [],
             "storage_secret": storage_secret,
             "env": storage_env or {},
             "pvc_name": pvc_name,

@@ -36,6 +36,7 @@ def sweep_pipeline(
     training_node_selector: dict = {},
     training_tolerations: list = [],
     storage_secret: str = "mlpipeline-minio-artifact",
+    image_pull_secrets: list = [],
     thresholds: dict = {"roc_auc": ">=0.70"},
     champion_service: str = "",
     min_improvement: float = 0.0,
@@ -66,6 +67,8 @@ def sweep_pipeline(
         training_node_selector: Node selector of the training replicas.
         training_tolerations: Tolerations of the training replicas.
         storage_secret: Secret with the object-store keys `accesskey`/`secretkey`.
+        image_pull_secrets: Secret names the training replicas and predictor pods pull their images
+            with, for a private registry (the steps pull with the pipeline's service account).
         thresholds: Gate on test metrics of the final model.
         champion_service: Live InferenceService whose model the new one must beat; empty for none.
         min_improvement: How much the new model must beat the champion by.
@@ -103,6 +106,7 @@ def sweep_pipeline(
             "gpus_per_worker": gpus_per_worker,
             "namespace": namespace,
             "storage_secret": storage_secret,
+            "image_pull_secrets": image_pull_secrets,
         }
         with dsl.ParallelFor(configurations, parallelism=PARALLELISM, name="trials") as configuration:
             trial = train_pytorchjob(
@@ -142,5 +146,6 @@ def sweep_pipeline(
             min_replicas=1,
             max_replicas=3,
             storage_secret=storage_secret,
+            image_pull_secrets=image_pull_secrets,
         )
     label_pods(exit_task)

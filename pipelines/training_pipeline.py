@@ -26,6 +26,7 @@ def add_evaluate_and_deploy(
     min_replicas,
     max_replicas,
     storage_secret,
+    image_pull_secrets,
 ):
     """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy)."""
     evaluate = evaluate_model(
@@ -49,6 +50,7 @@ def add_evaluate_and_deploy(
             canary_traffic_percent=canary_traffic_percent,
             min_replicas=min_replicas,
             max_replicas=max_replicas,
+            image_pull_secrets=image_pull_secrets,
         )
         deploy.set_caching_options(False)
         deploy.set_retry(num_retries=1, backoff_duration="60s")
@@ -84,6 +86,7 @@ def training_pipeline(
     training_node_selector: dict = {},
     training_tolerations: list = [],
     storage_secret: str = "mlpipeline-minio-artifact",
+    image_pull_secrets: list = [],
     thresholds: dict = {"roc_auc": ">=0.70"},
     champion_service: str = "",
     min_improvement: float = 0.0,
@@ -128,6 +131,9 @@ def training_pipeline(
             {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
         training_tolerations: Tolerations of the training replicas (Kubernetes toleration objects).
         storage_secret: Secret with the object-store keys `accesskey`/`secretkey` (KFP's default).
+        image_pull_secrets: Secret names the training replicas and predictor pods pull their images
+            with, for a private registry. The steps' own pods pull with the pipeline's service
+            account: add the same Secret to its `imagePullSecrets`.
         thresholds: Gate on test metrics, e.g. {"roc_auc": ">=0.70", "log_loss": "<=0.6"}.
         champion_service: Live InferenceService whose model the new one must beat; empty for none.
         min_improvement: How much the new model must beat the champion by.
@@ -172,6 +178,7 @@ def training_pipeline(
             gpus_per_worker=gpus_per_worker,
             namespace=namespace,
             storage_secret=storage_secret,
+            image_pull_secrets=image_pull_secrets,
         )
         train.set_caching_options(False)
         use_storage_secret(train, storage_secret)
@@ -190,5 +197,6 @@ def training_pipeline(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             storage_secret=storage_secret,
+            image_pull_secrets=image_pull_secrets,
         )
     label_pods(exit_task)

@@ -42,6 +42,7 @@ class ServiceSettings:
         image: Predictor image (see `mlworkloads.images.PREDICTOR_IMAGE`).
         model_uri: The model directory's URI (`storageUri`, fetched by KServe's storage initializer).
         service_account: Service account carrying the storage credentials.
+        image_pull_secrets: Secrets the predictor pods pull the image with (a private registry).
         deployment_mode: "Knative" (canary by traffic percent) or "Standard" (`spec.canary`).
         cpu: CPU request and limit.
         memory: Memory request and limit.
@@ -65,6 +66,7 @@ class ServiceSettings:
     model_uri: str
     namespace: str = ""
     service_account: str = ""
+    image_pull_secrets: list[str] = dataclasses.field(default_factory=list)
     deployment_mode: str = "Knative"
     cpu: str = "1"
     memory: str = "2Gi"
@@ -90,6 +92,12 @@ class ServiceSettings:
             )
         if not self.model_uri:
             raise ServiceConfigError("model_uri is empty: the InferenceService needs the model's storage URI.")
+        if not isinstance(self.image_pull_secrets, list) or not all(
+            isinstance(n, str) and n for n in self.image_pull_secrets
+        ):
+            raise ServiceConfigError(
+                f"image_pull_secrets={self.image_pull_secrets!r}: expected a list of Secret names."
+            )
         if self.deployment_mode not in DEPLOYMENT_MODES:
             raise ServiceConfigError(
                 f"deployment_mode={self.deployment_mode!r}: expected one of {list(DEPLOYMENT_MODES)}."
@@ -140,6 +148,7 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
     return V1beta1PredictorSpec(
         containers=[container],
         service_account_name=settings.service_account or None,
+        image_pull_secrets=[k8s.V1LocalObjectReference(name=n) for n in settings.image_pull_secrets] or None,
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,
         scale_metric=settings.scale_metric or None,

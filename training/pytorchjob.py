@@ -51,6 +51,7 @@ class JobSettings:
         tolerations: Tolerations for the replicas (Kubernetes toleration dicts).
         queue_name: Kueue LocalQueue to admit the job through; empty for none.
         service_account: Service account of the replicas (for workload identity / IRSA).
+        image_pull_secrets: Secrets the replicas pull the trainer image with (a private registry).
         storage_secret: Secret whose keys become environment variables (storage credentials).
         env: Extra plain environment variables (never secrets).
         pvc_name: PVC mounted at `pvc_mount` in every replica (the volume data bridge).
@@ -82,6 +83,7 @@ class JobSettings:
     tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     queue_name: str = ""
     service_account: str = ""
+    image_pull_secrets: list[str] = dataclasses.field(default_factory=list)
     storage_secret: str = ""
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     pvc_name: str = ""
@@ -120,6 +122,10 @@ class JobSettings:
                 f"nproc_per_node={self.nproc_per_node} is more processes than gpus_per_worker="
                 f"{self.gpus_per_worker}: run one process per GPU."
             )
+        if not isinstance(self.image_pull_secrets, list) or not all(
+            isinstance(n, str) and n for n in self.image_pull_secrets
+        ):
+            raise ConfigError(f"image_pull_secrets={self.image_pull_secrets!r}: expected a list of Secret names.")
         if self.clean_pod_policy not in CLEAN_POD_POLICIES:
             raise ConfigError(f"clean_pod_policy={self.clean_pod_policy!r}: expected one of {CLEAN_POD_POLICIES}.")
         if self.elastic_max_replicas and not (
@@ -179,6 +185,7 @@ def build_job(name: str, namespace: str, settings: JobSettings, config: TrainCon
             node_selector=settings.node_selector or None,
             tolerations=[k8s.V1Toleration(**snake_case_keys(t)) for t in settings.tolerations] or None,
             service_account_name=settings.service_account or None,
+            image_pull_secrets=[k8s.V1LocalObjectReference(name=n) for n in settings.image_pull_secrets] or None,
             affinity=_typed(settings.affinity, "V1Affinity") if settings.affinity else None,
             volumes=_volumes(settings),
         ),

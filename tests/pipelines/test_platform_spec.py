@@ -72,3 +72,23 @@ def test_caching_is_off_for_training_evaluation_and_deploy_and_on_for_the_data_s
         assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
     assert tasks["ingest-table"]["retryPolicy"]["maxRetryCount"] == 2
     assert tasks["deploy-inferenceservice"]["retryPolicy"]["maxRetryCount"] == 1
+
+
+def test_the_image_pull_secrets_parameter_reaches_the_replicas_and_the_predictor():
+    for name in ("training_pipeline", "sweep_pipeline"):
+        spec = next(yaml.safe_load_all((COMPILED / f"{name}.yaml").read_text()))
+        assert spec["root"]["inputDefinitions"]["parameters"]["image_pull_secrets"]["parameterType"] == "LIST"
+        tasks = {}
+        for component in spec["components"].values():
+            tasks.update(component.get("dag", {}).get("tasks", {}))
+        tasks.update(spec["root"]["dag"]["tasks"])
+        wired = {
+            task_name
+            for task_name, task in tasks.items()
+            if task.get("inputs", {}).get("parameters", {}).get("image_pull_secrets", {}).get("componentInputParameter")
+            == "pipelinechannel--image_pull_secrets"
+        }
+        expected = {"deploy-inferenceservice", "train-pytorchjob"}
+        if name == "sweep_pipeline":
+            expected |= {"train-pytorchjob-2"}
+        assert expected <= wired, (name, wired)

@@ -64,9 +64,10 @@ def _service_url(cluster):
 
 @pytest.mark.e2e
 def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, test_rows, emulated_cluster):
-    outcome, lines = _deploy(sample_model, test_rows)
+    outcome, lines = _deploy(sample_model, test_rows, image_pull_secrets=["registry-creds"])
     assert any("Ready with 100% of traffic" in line for line in lines)
     (stored,) = emulated_cluster.jobs("inferenceservices")
+    assert stored["spec"]["predictor"]["imagePullSecrets"] == [{"name": "registry-creds"}]
     assert stored["apiVersion"] == "serving.kserve.io/v1beta1"
     assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     container = stored["spec"]["predictor"]["containers"][0]

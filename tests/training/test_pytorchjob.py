@@ -118,6 +118,7 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, e
         node_selector={"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"},
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         queue_name="team-a",
+        image_pull_secrets=["registry-creds"],
         shm_size="16Gi",
         backoff_limit=2,
         active_deadline_seconds=7200,
@@ -160,6 +161,7 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, e
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["spec"]["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
     assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "registry-creds"}]
     assert stored["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
 
 
@@ -203,6 +205,7 @@ def test_a_forbidden_create_says_which_permission_is_missing(sample_features, tm
             "nproc_per_node=4 is more processes than gpus_per_worker=2",
         ),
         ({"clean_pod_policy": "Sometimes"}, "clean_pod_policy='Sometimes'"),
+        ({"image_pull_secrets": [""]}, "image_pull_secrets=['']: expected a list of Secret names"),
         ({"elastic_max_replicas": 2, "elastic_min_replicas": 3}, "must hold for an elastic job"),
     ],
 )
