@@ -62,6 +62,34 @@ def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(sample_feature
 
 
 @pytest.mark.e2e
+def test_the_volume_bridge_stages_inputs_on_the_pvc_and_the_replicas_train_from_it(
+    sample_features, tmp_path, emulated_cluster
+):
+    # The emulated cluster runs replicas as local processes, so the PVC is a directory both
+    # the step and the "replicas" see at the mount path, as a real ReadWriteMany claim would be.
+    mount = tmp_path / "pvc"
+    job = {"pvc_name": "training-data", "pvc_mount": str(mount)}
+    summary, _ = _train(sample_features, tmp_path, job=job, bridge="volume", keep_job=True)
+    assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
+    (staging,) = [p for p in mount.iterdir() if p.is_dir()]
+    assert sorted(p.name for p in (staging / "inputs").iterdir()) == ["preprocessor", "train", "validation"]
+    assert (staging / "model" / "model.pt").is_file() and (staging / "checkpoints" / "latest.json").is_file()
+    (stored,) = emulated_cluster.jobs()  # kept, to read back what was launched
+    pod = stored["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert {"name": "bridge", "persistentVolumeClaim": {"claimName": "training-data"}} in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "bridge", "mountPath": str(mount)} in container["volumeMounts"]
+    config = json.loads(container["command"][container["command"].index("--config-json") + 1])
+    assert config["train_uri"].startswith(str(staging)) and config["output_uri"] == f"{staging}/model"
+
+
+def test_the_volume_bridge_needs_a_pvc(sample_features, tmp_path, emulated_cluster):
+    with pytest.raises(ConfigError, match="bridge='volume' needs pvc_name"):
+        _train(sample_features, tmp_path, bridge="volume")
+    assert not emulated_cluster.calls
+
+
+@pytest.mark.e2e
 def test_a_failing_replica_fails_the_step_with_its_log_tail_and_no_job_is_left(
     sample_features, tmp_path, emulated_cluster
 ):
