@@ -40,3 +40,8 @@ def label_value(value: str) -> str:
     """A Kubernetes label value: at most 63 characters of [-A-Za-z0-9_.], alphanumeric at the ends."""
     cleaned = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[:63].strip("-_.")
     return cleaned or "unknown"
+
+
+def is_name_list(value: Any) -> bool:
+    """A list of non-empty object names, as `imagePullSecrets` takes them."""
+    return isinstance(value, list) and all(isinstance(name, str) and name for name in value)

@@ -16,7 +16,7 @@ from kserve import (
     constants,
 )
 from kubernetes import client as k8s
-from mlworkloads.data.kube import snake_case_keys
+from mlworkloads.data.kube import is_name_list, snake_case_keys
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODES = ("Knative", "Standard")
@@ -92,9 +92,7 @@ class ServiceSettings:
             )
         if not self.model_uri:
             raise ServiceConfigError("model_uri is empty: the InferenceService needs the model's storage URI.")
-        if not isinstance(self.image_pull_secrets, list) or not all(
-            isinstance(n, str) and n for n in self.image_pull_secrets
-        ):
+        if not is_name_list(self.image_pull_secrets):
             raise ServiceConfigError(
                 f"image_pull_secrets={self.image_pull_secrets!r}: expected a list of Secret names."
             )

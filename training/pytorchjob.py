@@ -22,7 +22,7 @@ from kubeflow.training.constants import constants as kf
 from kubeflow.training.utils.utils import FakeResponse
 from kubernetes import client as k8s
 from kubernetes import watch
-from mlworkloads.data.kube import api_status, forbidden, label_value, snake_case_keys
+from mlworkloads.data.kube import api_status, forbidden, is_name_list, label_value, snake_case_keys
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.logs import digest
 
@@ -122,9 +122,7 @@ class JobSettings:
                 f"nproc_per_node={self.nproc_per_node} is more processes than gpus_per_worker="
                 f"{self.gpus_per_worker}: run one process per GPU."
             )
-        if not isinstance(self.image_pull_secrets, list) or not all(
-            isinstance(n, str) and n for n in self.image_pull_secrets
-        ):
+        if not is_name_list(self.image_pull_secrets):
             raise ConfigError(f"image_pull_secrets={self.image_pull_secrets!r}: expected a list of Secret names.")
         if self.clean_pod_policy not in CLEAN_POD_POLICIES:
             raise ConfigError(f"clean_pod_policy={self.clean_pod_policy!r}: expected one of {CLEAN_POD_POLICIES}.")
