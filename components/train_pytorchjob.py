@@ -11,14 +11,16 @@ from mlworkloads.images import COMPONENT_IMAGE
 @dsl.component(
     base_image=COMPONENT_IMAGE,
     install_kfp_package=False,
-    # What the user sets on this task (GPUs, tolerations, node selector, affinity, env) is
-    # forwarded to the training replicas, where the work happens, and not applied to this pod.
+    # What the user sets on this task (GPUs, tolerations, node selector, affinity) is forwarded
+    # to the training replicas, where the work happens, and not applied to this pod; env and
+    # volumes (the KFP workspace) go to both.
     task_config_passthroughs=[
         dsl.TaskConfigField.RESOURCES,
         dsl.TaskConfigField.KUBERNETES_TOLERATIONS,
         dsl.TaskConfigField.KUBERNETES_NODE_SELECTOR,
         dsl.TaskConfigField.KUBERNETES_AFFINITY,
         dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.ENV, apply_to_task=True),
+        dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.KUBERNETES_VOLUMES, apply_to_task=True),
     ],
 )
 def train_pytorchjob(
@@ -59,6 +61,7 @@ def train_pytorchjob(
     bridge: str = "artifacts",
     pvc_name: str = "",
     pvc_mount: str = "/mnt/mlworkloads",
+    workspace_path: str = "",
     trainer_image: str = "",
     backoff_limit: int = 3,
     ttl_seconds_after_finished: int = 3600,
@@ -112,9 +115,12 @@ def train_pytorchjob(
         image_pull_secrets: Secret names the replicas pull the trainer image with (private registry).
         storage_secret: Secret with the object-store credentials, exposed to the replicas as env.
         storage_env: Plain env for the replicas, e.g. {"AWS_ENDPOINT_URL": "http://minio..."}.
-        bridge: How replicas reach the data: "artifacts" (object store) or "volume" (a PVC).
+        bridge: How replicas reach the data: "artifacts" (object store), "volume" (a PVC) or
+            "workspace" (the KFP workspace: pass workspace_path=dsl.WORKSPACE_PATH_PLACEHOLDER
+            in a pipeline with a PipelineConfig workspace).
         pvc_name: PVC for bridge="volume", mounted at pvc_mount in the step and the replicas.
         pvc_mount: Mount path of the PVC.
+        workspace_path: The KFP workspace path, for bridge="workspace".
         trainer_image: Trainer image; empty for the one matching this package's version.
         backoff_limit: Pod restarts before the job fails.
         ttl_seconds_after_finished: The operator deletes a finished job after this.
@@ -189,8 +195,11 @@ def train_pytorchjob(
             "resources": passed.resources or {},
             "affinity": passed.affinity or {},
             "extra_env": passed.env or [],
+            "volumes": passed.volumes or [],
+            "volume_mounts": passed.volume_mounts or [],
         },
         bridge=bridge,
+        workspace_path=workspace_path,
         run_id=run_id,
         task_name=task_name,
         wait_timeout_seconds=wait_timeout_seconds,

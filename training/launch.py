@@ -8,7 +8,10 @@ Data bridge for the PyTorchJob: the replicas cannot see the step's local artifac
   store (credentials from `storage_secret`) and write the model under a staging prefix beside
   the output artifact;
 - `volume`: the step copies the inputs onto a PVC that both the step and the replicas mount,
-  and the replicas write the model there.
+  and the replicas write the model there;
+- `workspace`: the same through the KFP (2.15+) workspace, the run's own PVC: the pipeline
+  passes `dsl.WORKSPACE_PATH_PLACEHOLDER`, and KFP passes the workspace volume through to the
+  component, which mounts it in the replicas at the same path.
 Either way the step then copies the model into its output artifact, which KFP uploads.
 """
 
@@ -29,7 +32,7 @@ from mlworkloads.training.local import run_torchrun
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "local", "pytorchjob")
-BRIDGES = ("artifacts", "volume")
+BRIDGES = ("artifacts", "volume", "workspace")
 
 
 def in_kubernetes() -> bool:
@@ -64,6 +67,7 @@ def train(
     nproc_per_node: int = 2,
     job: dict[str, Any] | None = None,
     bridge: str = "artifacts",
+    workspace_path: str = "",
     run_id: str = "local",
     task_name: str = "train",
     wait_timeout_seconds: int = 86400,
@@ -108,6 +112,7 @@ def train(
         training=training,
         job=job or {},
         bridge=bridge,
+        workspace_path=workspace_path,
         run_id=run_id,
         task_name=task_name,
         wait_timeout_seconds=wait_timeout_seconds,
@@ -117,6 +122,26 @@ def train(
         client_factory=client_factory,
         echo=echo,
     )
+
+
+def _shared_root(bridge: str, settings, workspace_path: str) -> str:
+    """Where the step and the replicas both see the staged inputs and the model."""
+    if bridge == "volume":
+        if not settings.pvc_name:
+            raise ConfigError("bridge='volume' needs pvc_name: the PVC both the step and the replicas mount.")
+        return settings.pvc_mount
+    if not workspace_path:
+        raise ConfigError(
+            "bridge='workspace' needs workspace_path: pass dsl.WORKSPACE_PATH_PLACEHOLDER from a pipeline "
+            "with a PipelineConfig workspace."
+        )
+    mounted = [m.get("mountPath") for m in settings.volume_mounts]
+    if not any(path and workspace_path.startswith(path) for path in mounted):
+        raise ConfigError(
+            f"bridge='workspace': no volume passed through to this step is mounted at {workspace_path!r}, so "
+            "the replicas could not see it; run the step in a pipeline with a PipelineConfig workspace."
+        )
+    return workspace_path
 
 
 def _config(training: dict[str, Any], train_uri, validation_uri, preprocessor_uri, output_uri, checkpoint_uri):
@@ -190,6 +215,7 @@ def _train_on_cluster(
     training: dict[str, Any],
     job: dict[str, Any],
     bridge: str,
+    workspace_path: str,
     run_id: str,
     task_name: str,
     wait_timeout_seconds: int,
@@ -208,10 +234,8 @@ def _train_on_cluster(
     settings.labels = {**settings.labels, RUN_LABEL: label_value(run_id)}
     name = job_name(run_id, task_name, json.dumps(training, sort_keys=True))
     namespace = settings.namespace or get_default_target_namespace()
-    if bridge == "volume":
-        if not settings.pvc_name:
-            raise ConfigError("bridge='volume' needs pvc_name: the PVC both the step and the replicas mount.")
-        staging = os.path.join(settings.pvc_mount, name)
+    if bridge in ("volume", "workspace"):
+        staging = os.path.join(_shared_root(bridge, settings, workspace_path), name)
         inputs = {}
         for key, item in (
             ("train", train_features),

@@ -69,6 +69,9 @@ class JobSettings:
             replace cpu/memory/gpus_per_worker; what KFP passes through from the task.
         affinity: Kubernetes affinity for the replicas (passed through from the task).
         extra_env: Kubernetes env entries (passed through from the task).
+        volumes: Kubernetes volumes for the replicas (passed through from the task, e.g. the KFP
+            workspace's claim).
+        volume_mounts: Where the replicas mount `volumes` (passed through from the task).
     """
 
     image: str
@@ -100,6 +103,8 @@ class JobSettings:
     resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra_env: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    volumes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         for name in ("num_workers", "nproc_per_node"):
@@ -243,25 +248,31 @@ def _resources(settings: JobSettings) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(requests=dict(amounts), limits=dict(amounts))
 
 
+def _own_pvc_mount(settings: JobSettings) -> bool:
+    """Whether to mount `pvc_name` ourselves: not when the task's own mount of it is passed through."""
+    passed = {m.get("mountPath") for m in settings.volume_mounts}
+    return bool(settings.pvc_name) and settings.pvc_mount not in passed
+
+
 def _volumes(settings: JobSettings) -> list[k8s.V1Volume]:
     volumes = [
         k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=settings.shm_size))
     ]
-    if settings.pvc_name:
+    if _own_pvc_mount(settings):
         volumes.append(
             k8s.V1Volume(
                 name="bridge",
                 persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.pvc_name),
             )
         )
-    return volumes
+    return volumes + [_typed(v, "V1Volume") for v in settings.volumes]
 
 
 def _volume_mounts(settings: JobSettings) -> list[k8s.V1VolumeMount]:
     mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
-    if settings.pvc_name:
+    if _own_pvc_mount(settings):
         mounts.append(k8s.V1VolumeMount(name="bridge", mount_path=settings.pvc_mount))
-    return mounts
+    return mounts + [_typed(m, "V1VolumeMount") for m in settings.volume_mounts]
 
 
 # ---- running it ---------------------------------------------------------------------------

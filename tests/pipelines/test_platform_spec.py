@@ -52,6 +52,7 @@ def test_the_train_component_forwards_task_settings_to_the_replicas():
         "KUBERNETES_NODE_SELECTOR": False,
         "KUBERNETES_AFFINITY": False,
         "ENV": True,
+        "KUBERNETES_VOLUMES": True,
     }
 
 
@@ -92,3 +93,35 @@ def test_the_image_pull_secrets_parameter_reaches_the_replicas_and_the_predictor
         if name == "sweep_pipeline":
             expected |= {"train-pytorchjob-2"}
         assert expected <= wired, (name, wired)
+
+
+def test_a_team_pipeline_with_a_kfp_workspace_hands_it_to_the_replicas(tmp_path):
+    # The documented use of bridge="workspace": KFP mounts the run's workspace on the step and,
+    # through the component's KUBERNETES_VOLUMES passthrough, gives the launcher its volume.
+    from kfp import compiler, dsl
+    from mlworkloads.components import fit_preprocessor, ingest_table, split_dataset, train_pytorchjob
+
+    @dsl.pipeline(pipeline_config=dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(size="20Gi")))
+    def team(uri: str):
+        data = ingest_table(source_uri=uri, label_column="late")
+        split = split_dataset(dataset=data.outputs["dataset"], label_column="late")
+        features = fit_preprocessor(
+            train=split.outputs["train"], validation=split.outputs["validation"], test=split.outputs["test"],
+            label_column="late",
+        )  # fmt: skip
+        train_pytorchjob(
+            train_features=features.outputs["train_features"],
+            validation_features=features.outputs["validation_features"],
+            preprocessor=features.outputs["preprocessor"],
+            bridge="workspace",
+            workspace_path=dsl.WORKSPACE_PATH_PLACEHOLDER,
+        )
+
+    path = tmp_path / "team.yaml"
+    compiler.Compiler().compile(team, str(path))
+    spec, platform = yaml.safe_load_all(path.read_text())
+    train = spec["root"]["dag"]["tasks"]["train-pytorchjob"]["inputs"]["parameters"]
+    assert train["workspace_path"]["runtimeValue"]["constant"] == dsl.WORKSPACE_PATH_PLACEHOLDER
+    assert platform["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]["size"] == "20Gi"
+    passthroughs = spec["components"]["comp-train-pytorchjob"]["taskConfigPassthroughs"]
+    assert {"field": "KUBERNETES_VOLUMES", "applyToTask": True} in passthroughs

@@ -83,6 +83,58 @@ def test_the_volume_bridge_stages_inputs_on_the_pvc_and_the_replicas_train_from_
     assert config["train_uri"].startswith(str(staging)) and config["output_uri"] == f"{staging}/model"
 
 
+@pytest.mark.e2e
+def test_the_workspace_bridge_mounts_the_passed_through_workspace_in_the_replicas(
+    sample_features, tmp_path, emulated_cluster
+):
+    # What KFP passes through for a pipeline with a workspace: the run's claim and its mount.
+    workspace = tmp_path / "kfp-workspace"
+    workspace.mkdir()
+    volume = {"name": "kfp-workspace", "persistentVolumeClaim": {"claimName": "run-1-kfp-workspace"}}
+    mount = {"name": "kfp-workspace", "mountPath": str(workspace)}
+    job = {"volumes": [volume], "volume_mounts": [mount]}
+    summary, _ = _train(
+        sample_features, tmp_path, job=job, bridge="workspace", workspace_path=str(workspace), keep_job=True
+    )
+    assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
+    (staging,) = [p for p in workspace.iterdir() if p.is_dir()]
+    assert (staging / "model" / "model.pt").is_file() and (staging / "inputs" / "train").is_file()
+    (stored,) = emulated_cluster.jobs()
+    pod = stored["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert volume in pod["volumes"] and mount in pod["containers"][0]["volumeMounts"]
+
+
+@pytest.mark.parametrize(
+    ("job", "workspace_path", "message"),
+    [
+        ({}, "", "bridge='workspace' needs workspace_path"),
+        ({}, "/kfp-workspace", "no volume passed through to this step is mounted at '/kfp-workspace'"),
+    ],
+)
+def test_the_workspace_bridge_refuses_to_start_without_a_mounted_workspace(
+    sample_features, tmp_path, emulated_cluster, job, workspace_path, message
+):
+    with pytest.raises(ConfigError, match=message):
+        _train(sample_features, tmp_path, job=job, bridge="workspace", workspace_path=workspace_path)
+    assert not emulated_cluster.calls
+
+
+def test_a_pvc_the_task_mounts_itself_is_not_mounted_twice_in_the_replicas():
+    passed = {"name": "data", "persistentVolumeClaim": {"claimName": "training-data"}}
+    settings = JobSettings(
+        image=TRAINER_IMAGE,
+        pvc_name="training-data",
+        pvc_mount="/mnt/data",
+        volumes=[passed],
+        volume_mounts=[{"name": "data", "mountPath": "/mnt/data"}],
+    )
+    config = TrainConfig(train_uri="/mnt/data/t", validation_uri="/mnt/data/v", preprocessor_uri="/mnt/data/p",
+                         output_uri="/mnt/data/m")  # fmt: skip
+    pod = manifest_dict(build_job("j", "default", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"]
+    mounts = [m["mountPath"] for m in pod["template"]["spec"]["containers"][0]["volumeMounts"]]
+    assert sorted(mounts) == ["/dev/shm", "/mnt/data"]
+
+
 def test_the_volume_bridge_needs_a_pvc(sample_features, tmp_path, emulated_cluster):
     with pytest.raises(ConfigError, match="bridge='volume' needs pvc_name"):
         _train(sample_features, tmp_path, bridge="volume")
