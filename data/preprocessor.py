@@ -11,6 +11,7 @@ missing) bucket, so the indices feed an embedding directly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -35,7 +36,9 @@ SMALL_BATCH = 16
 #: kernels and numpy release the GIL, and a column costs milliseconds at this size.
 PARALLEL_ROWS = 50_000
 
-Columns = pa.Table | Mapping[str, pa.Array | pa.ChunkedArray]
+#: Raw feature columns: a table, or one Arrow array or Python list of values per feature (the
+#: predictor hands over lists for a few rows, so that they never round-trip through Arrow).
+Columns = pa.Table | Mapping[str, pa.Array | pa.ChunkedArray | list]
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -97,6 +100,11 @@ class Preprocessor:
     categorical: list[dict[str, Any]]
     excluded: list[dict[str, str]]
 
+    @functools.cached_property
+    def _numeric_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Medians, means and standard deviations of the numeric columns, as vectors."""
+        return tuple(np.array([c[key] for c in self.numeric], dtype=np.float64) for key in ("median", "mean", "std"))
+
     # ---- what the model needs to know -------------------------------------------------
 
     @property
@@ -138,8 +146,7 @@ class Preprocessor:
 
         def numeric_column(i: int) -> None:
             spec = self.numeric[i]
-            column = _column(data, spec["name"])
-            values, missing = (_numeric_values_small if small else _numeric_values)(column, spec["name"])
+            values, missing = _numeric_values(_arrow(_column(data, spec["name"]), spec["name"]), spec["name"])
             np.copyto(values, spec["median"], where=missing)
             numeric[:, i] = (values - spec["mean"]) / spec["std"]
             numeric[:, k + i] = missing
@@ -147,18 +154,27 @@ class Preprocessor:
         def categorical_column(j: int) -> None:
             spec = self.categorical[j]
             column = _column(data, spec["name"])
-            if small and (
-                pa.types.is_string(column.type) or pa.types.is_integer(column.type) or pa.types.is_null(column.type)
-            ):
+            raw = _texts_or_whole_numbers(column) if small else None
+            if raw is not None:
                 lookup = spec["_lookup"]
-                categorical[:, j] = [0 if v is None else lookup.get(str(v), 0) for v in column.to_pylist()]
+                categorical[:, j] = [0 if v is None else lookup.get(str(v), 0) for v in raw]
                 return
-            values = _as_strings(column, spec["name"])
+            values = _as_strings(_arrow(column, spec["name"]), spec["name"])
             index = pc.index_in(values, value_set=spec["_value_set"])
             categorical[:, j] = pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1
 
+        if small:
+            # All numeric columns at once: a few numpy calls in all rather than a few per column.
+            columns = [(_column(data, c["name"]), c["name"]) for c in self.numeric]
+            values, missing = _numeric_block_small(columns, n_rows)
+            medians, means, stds = self._numeric_stats
+            np.copyto(values, medians, where=missing)
+            numeric[:, :k] = (values - means) / stds
+            numeric[:, k:] = missing
+            tasks = []
+        else:
+            tasks = [(numeric_column, i) for i in range(k)]
         # Each task fills its own columns of the two arrays.
-        tasks = [(numeric_column, i) for i in range(k)]
         tasks += [(categorical_column, j) for j in range(len(self.categorical))]
         _per_column(lambda task: task[0](task[1]), tasks, n_rows)
         return Features(numeric=numeric, categorical=categorical)
@@ -418,21 +434,59 @@ def _numeric_values(column, name: str) -> tuple[np.ndarray, np.ndarray]:
     return values, missing
 
 
-def _numeric_values_small(column, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """`_numeric_values` for a few rows, through Python lists; same results, same errors."""
-    if not (_is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
-        raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
-    raw = column.to_pylist()
-    values = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
-    missing = np.array([v is None for v in raw], dtype=bool)
-    finite = np.isfinite(values)
-    if not (finite | missing).all():
-        row = int(np.flatnonzero(~(finite | missing))[0])
+def _arrow(column, name: str):
+    """An Arrow column; a Python list of values is converted (refusing mixed types, naming the feature)."""
+    if not isinstance(column, list):
+        return column
+    try:
+        return pa.array(column)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
+        raise DataError(f"feature {name!r} mixes types or holds values Arrow cannot take: {err}") from err
+
+
+def _texts_or_whole_numbers(column) -> list | None:
+    """The values as a Python list when each is text, a whole number or null (looked up as
+    `str(value)`, which is how Arrow casts them too); None for anything else (booleans, floats)."""
+    if isinstance(column, list):
+        ok = all(v is None or type(v) is str or type(v) is int for v in column)
+        return column if ok else None
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind):
+        return column.to_pylist()
+    return None
+
+
+def _numeric_block_small(columns: list[tuple[Any, str]], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_numeric_values` of a few rows for all numeric columns at once, through Python lists:
+    values (rows x columns, float64, nulls as NaN) and the missing mask; same results, same errors."""
+    raws = []
+    for column, name in columns:
+        if isinstance(column, list):
+            for value in column:
+                if value is not None and not isinstance(value, (int, float)):  # bool is an int
+                    kind = "string" if isinstance(value, str) else type(value).__name__
+                    raise DataError(f"feature {name!r} must be a number, but received {kind} values.")
+            raws.append(column)
+        elif not (_is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
+            raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
+        else:
+            raws.append(column.to_pylist())
+    floats = []
+    for raw, (_, name) in zip(raws, columns, strict=True):
+        try:
+            floats.append([np.nan if v is None else float(v) for v in raw])
+        except OverflowError as err:
+            raise DataError(f"feature {name!r} holds a number too large for a float: {err}") from err
+    values = np.array(floats, dtype=np.float64).reshape(len(raws), n_rows)
+    missing = np.array([[v is None for v in raw] for raw in raws], dtype=bool).reshape(len(raws), n_rows)
+    bad = ~(np.isfinite(values) | missing)
+    if bad.any():
+        column, row = (int(i) for i in np.argwhere(bad)[0])  # the first column, then its first row
         raise DataError(
-            f"feature {name!r} row {row + 1} is {float(values[row])!r}: numbers must be finite "
-            "(send null for a missing value)."
+            f"feature {columns[column][1]!r} row {row + 1} is {float(values[column, row])!r}: numbers must be "
+            "finite (send null for a missing value)."
         )
-    return values, missing
+    return values.T, missing.T
 
 
 def _as_strings(column, name: str):

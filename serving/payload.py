@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
-from mlworkloads.data.preprocessor import Features, Preprocessor
+from mlworkloads.data.preprocessor import SMALL_BATCH, Features, Preprocessor
 
 #: Name of the V2 input that carries already-preprocessed features as one FP32 tensor.
 FEATURES_INPUT = "features"
@@ -29,6 +29,10 @@ def v1_columns(body: Any, preprocessor: Preprocessor, max_batch: int) -> dict[st
         raise InvalidInput('"instances" must be a non-empty list of {feature: value} objects.')
     if len(instances) > max_batch:
         raise InvalidInput(f'"instances" has {len(instances)} rows; the maximum batch is {max_batch}.')
+    if len(instances) <= SMALL_BATCH:
+        # A few rows stay Python lists: the preprocessor reads them as they are, where a trip
+        # through Arrow and back would cost more than the rest of the request's scoring.
+        return _checked_columns(instances, preprocessor, as_lists=True)
     # Well-formed batches take one list comprehension and one Arrow conversion per column;
     # anything odd is re-checked value by value below, to name the row and field at fault.
     try:
@@ -48,7 +52,9 @@ def _is_clean(array: pa.Array) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind)
 
 
-def _checked_columns(instances: list[Any], preprocessor: Preprocessor) -> dict[str, pa.Array]:
+def _checked_columns(
+    instances: list[Any], preprocessor: Preprocessor, as_lists: bool = False
+) -> dict[str, pa.Array | list]:
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
             raise InvalidInput(f"instances[{i}] must be an object of feature values, got {type(instance).__name__}.")
@@ -59,11 +65,13 @@ def _checked_columns(instances: list[Any], preprocessor: Preprocessor) -> dict[s
             if name not in instance:
                 raise InvalidInput(f"instances[{i}] is missing feature {name!r}.")
             values.append(_scalar(instance[name], name, i))
-        columns[name] = _array(values, name)
+        columns[name] = _uniform(values, name) if as_lists else _array(values, name)
     return columns
 
 
 def _scalar(value: Any, name: str, row: int) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise InvalidInput(f"feature {name!r} holds a whole number too large for 64 bits (instances[{row}]).")
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
@@ -73,6 +81,14 @@ def _scalar(value: Any, name: str, row: int) -> Any:
     raise InvalidInput(
         f"feature {name!r} in instances[{row}] must be a number, text or null; got {type(value).__name__}."
     )
+
+
+def _uniform(values: list[Any], name: str) -> list[Any]:
+    """The values, refused as Arrow would refuse them when they mix text, booleans and numbers."""
+    kinds = {"number" if type(v) in (int, float) else type(v).__name__ for v in values if v is not None}
+    if len(kinds) > 1:
+        raise InvalidInput(f"feature {name!r} mixes types across instances: {sorted(kinds)}.")
+    return values
 
 
 def _array(values: list[Any], name: str) -> pa.Array:

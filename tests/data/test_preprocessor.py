@@ -72,6 +72,40 @@ def test_fitting_and_transforming_columns_in_threads_changes_nothing(flights_sam
     assert np.array_equal(features.categorical, features_threads.categorical)
 
 
+@pytest.mark.parametrize("categorical", [[], ["flight"]])
+def test_python_lists_transform_exactly_as_arrow_columns(flights_sample, categorical):
+    fitted = pre.fit(
+        flights_sample.slice(1000), pre.PreprocessorOptions(label_column="late", categorical_columns=categorical)
+    )
+    rows = flights_sample.slice(0, pre.SMALL_BATCH)
+    as_lists = {name: rows[name].to_pylist() for name in fitted.feature_columns}
+    as_lists["carrier"][0] = "never-seen"  # the out-of-vocabulary bucket
+    as_lists["carrier"][1] = None
+    as_lists["distance"][2] = None  # imputed
+    as_arrow = {name: pa.array(values) for name, values in as_lists.items()}
+    for batch in (1, 3, pre.SMALL_BATCH):
+        lists = fitted.transform({k: v[:batch] for k, v in as_lists.items()})
+        arrow = fitted.transform({k: v[:batch] for k, v in as_arrow.items()})
+        assert np.array_equal(lists.numeric, arrow.numeric)
+        assert np.array_equal(lists.categorical, arrow.categorical)
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("distance", [1.0, "far"], "feature 'distance' must be a number, but received string values"),
+        ("distance", [1.0, float("inf")], "feature 'distance' row 2 is inf: numbers must be finite"),
+        ("distance", [1, 2**1100], "feature 'distance' holds a number too large"),
+    ],
+)
+def test_python_lists_are_refused_like_arrow_columns(flights_sample, column, values, message):
+    fitted = pre.fit(flights_sample, pre.PreprocessorOptions(label_column="late"))
+    columns = {name: flights_sample[name].to_pylist()[: len(values)] for name in fitted.feature_columns}
+    columns[column] = values
+    with pytest.raises(DataError, match=message):
+        fitted.transform(columns)
+
+
 def test_transform_takes_plain_arrow_columns_as_the_predictor_sends_them():
     fitted = _fit()
     features = fitted.transform(
