@@ -159,8 +159,13 @@ class Preprocessor:
                 lookup = spec["_lookup"]
                 categorical[:, j] = [0 if v is None else lookup.get(str(v), 0) for v in raw]
                 return
-            values = _as_strings(_arrow(column, spec["name"]), spec["name"])
-            index = pc.index_in(values, value_set=spec["_value_set"])
+            column = _arrow(column, spec["name"])
+            if spec["_int_value_set"] is not None and column.type == pa.int64():
+                # Whole numbers looked up as numbers: the same match as their text, without
+                # turning every value into a string first.
+                index = pc.index_in(column, value_set=spec["_int_value_set"])
+            else:
+                index = pc.index_in(_as_strings(column, spec["name"]), value_set=spec["_value_set"])
             categorical[:, j] = pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1
 
         if small:
@@ -247,6 +252,7 @@ class Preprocessor:
                 **c,
                 "_value_set": pa.array(c["vocabulary"], type=pa.string()),
                 "_lookup": {value: index + 1 for index, value in enumerate(c["vocabulary"])},
+                "_int_value_set": _whole_numbers(c["vocabulary"]),
             }
             for c in spec["categorical"]
         ]
@@ -442,6 +448,17 @@ def _arrow(column, name: str):
         return pa.array(column)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
         raise DataError(f"feature {name!r} mixes types or holds values Arrow cannot take: {err}") from err
+
+
+def _whole_numbers(vocabulary: list[str]) -> pa.Array | None:
+    """The vocabulary as int64 when every entry is a whole number written as Arrow writes one."""
+    try:
+        numbers = [int(v) for v in vocabulary]
+    except ValueError:
+        return None
+    if [str(n) for n in numbers] != vocabulary or not all(-(2**63) <= n < 2**63 for n in numbers):
+        return None
+    return pa.array(numbers, type=pa.int64())
 
 
 def _texts_or_whole_numbers(column) -> list | None:
