@@ -33,18 +33,27 @@ def split_indices(
 
     Indices come back sorted so that the splits keep the source's row order.
     """
+    assignment = _assignment(n_rows, validation_fraction, test_fraction, seed, strata)
+    return {name: np.flatnonzero(assignment == number) for number, name in enumerate(SPLITS)}
+
+
+def _assignment(
+    n_rows: int, validation_fraction: float, test_fraction: float, seed: int, strata: np.ndarray | None
+) -> np.ndarray:
+    """The split number (index into `SPLITS`) of every row: linear, no sorting."""
     check_fractions(validation_fraction, test_fraction)
     rng = np.random.default_rng(seed)
     groups = [np.arange(n_rows)] if strata is None else _groups(strata)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    assignment = np.empty(n_rows, dtype=np.int8)
+    train, validation, test = range(len(SPLITS))
     for group in groups:
         shuffled = rng.permutation(group)
         n_test = int(round(len(shuffled) * test_fraction))
         n_val = int(round(len(shuffled) * validation_fraction))
-        parts["test"].append(shuffled[:n_test])
-        parts["validation"].append(shuffled[n_test : n_test + n_val])
-        parts["train"].append(shuffled[n_test + n_val :])
-    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+        assignment[shuffled[:n_test]] = test
+        assignment[shuffled[n_test : n_test + n_val]] = validation
+        assignment[shuffled[n_test + n_val :]] = train
+    return assignment
 
 
 def _groups(strata: np.ndarray) -> list[np.ndarray]:
@@ -93,22 +102,19 @@ def split_table(
                 "derivation, or set stratify=False for a regression target."
             )
         strata = pc.index_in(labels, value_set=classes).to_numpy(zero_copy_only=False)
-    indices = split_indices(table.num_rows, validation_fraction, test_fraction, seed, strata)
-    for name, rows in indices.items():
-        if len(rows) == 0:
+    assignment = _assignment(table.num_rows, validation_fraction, test_fraction, seed, strata)
+    masks = {name: assignment == number for number, name in enumerate(SPLITS)}
+    for name, mask in masks.items():
+        if not mask.any():
             raise DataError(
                 f"the {name} split would be empty ({table.num_rows} rows, validation_fraction="
                 f"{validation_fraction}, test_fraction={test_fraction}): use more rows or larger fractions."
             )
     if strata is not None:
-        in_train = np.bincount(strata[indices["train"]], minlength=len(classes))
+        in_train = np.bincount(strata[masks["train"]], minlength=len(classes))
         missing = np.flatnonzero((in_train == 0) & (np.bincount(strata, minlength=len(classes)) > 0))
         if len(missing):
             names = [classes[int(i)].as_py() for i in missing]
             raise DataError(f"class(es) {names!r} of {label_column!r} are absent from train: too few rows.")
-    # The indices are sorted: selecting by mask keeps the source order and costs less than
-    # `take` of the same rows across the table's chunks.
-    split_of = np.empty(table.num_rows, dtype=np.int8)
-    for number, rows in enumerate(indices.values()):
-        split_of[rows] = number
-    return {name: table.filter(pa.array(split_of == number)) for number, name in enumerate(indices)}
+    # Selecting by mask keeps the source order and costs less than `take` across the chunks.
+    return {name: table.filter(pa.array(mask)) for name, mask in masks.items()}
