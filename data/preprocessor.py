@@ -176,12 +176,12 @@ class Preprocessor:
             np.copyto(values, medians, where=missing)
             numeric[:, :k] = (values - means) / stds
             numeric[:, k:] = missing
-            tasks = []
+            fills = []
         else:
-            tasks = [(numeric_column, i) for i in range(k)]
-        # Each task fills its own columns of the two arrays.
-        tasks += [(categorical_column, j) for j in range(len(self.categorical))]
-        _per_column(lambda task: task[0](task[1]), tasks, n_rows)
+            fills = [functools.partial(numeric_column, i) for i in range(k)]
+        # Each fill writes its own columns of the two arrays.
+        fills += [functools.partial(categorical_column, j) for j in range(len(self.categorical))]
+        _per_column(lambda fill: fill(), fills, n_rows)
         return Features(numeric=numeric, categorical=categorical)
 
     def encode_labels(self, labels: pa.ChunkedArray | pa.Array) -> np.ndarray:

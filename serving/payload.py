@@ -96,8 +96,6 @@ def _array(values: list[Any], name: str) -> pa.Array:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise InvalidInput(f"feature {name!r} mixes types across instances: {err}") from err
-    except OverflowError as err:
-        raise InvalidInput(f"feature {name!r} holds a whole number too large for 64 bits: {err}") from err
 
 
 def v2_features(request: InferRequest, preprocessor: Preprocessor, max_batch: int) -> dict[str, pa.Array] | Features:
