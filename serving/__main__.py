@@ -18,10 +18,13 @@ parser.add_argument(
     "--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="Largest request body accepted (413 above)."
 )
 parser.add_argument(
+    "--threads",
     "--torch_threads",
+    dest="threads",
     type=int,
     default=1,
-    help="Intra-op threads for torch. One is fastest for request-sized batches: scale with replicas or workers.",
+    help="Compute threads for torch and numpy's BLAS. One is fastest for request-sized batches (more threads "
+    "spin between requests and take the CPU the server needs): scale with replicas or workers.",
 )
 
 
@@ -46,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_batch_size < 1:
         parser.error(f"--max_batch_size={args.max_batch_size}: expected at least 1.")
     import torch
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(max(1, args.torch_threads))
+    torch.set_num_threads(max(1, args.threads))
+    threadpool_limits(max(1, args.threads))
     model = TabularModel(args.model_name, args.model_dir, args.max_batch_size)
     try:
         model.load()

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from mlworkloads.data.preprocessor import Columns, Preprocessor
 from mlworkloads.data.storage import atomic_open, filesystem
+from mlworkloads.training.inference import Forward, forward_function
 from mlworkloads.training.model import build_model, feature_spec
+from scipy import special
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "model.json"
@@ -53,6 +55,20 @@ def export(
         f.write(json.dumps(document, indent=2, sort_keys=True).encode())
 
 
+_BINARY_SIGNS = np.array([-1.0, 1.0], dtype=np.float32)
+
+
+def scores_from_logits(task: str, logits: np.ndarray, target_scale: dict[str, float] | None = None) -> np.ndarray:
+    """The network's float32 logits (n, outputs) as probabilities (n, classes), or values (n,)."""
+    if task == "binary":
+        # [sigmoid(-x), sigmoid(x)]: the negative class's probability without 1 - p's rounding.
+        return special.expit(logits * _BINARY_SIGNS)  # (n, 1) * (2,) -> (n, 2)
+    if task == "multiclass":
+        return special.softmax(logits, axis=1)
+    scale = target_scale or {"mean": 0.0, "std": 1.0}
+    return logits[:, 0] * np.float32(scale["std"]) + np.float32(scale["mean"])
+
+
 @dataclasses.dataclass
 class LoadedModel:
     """A model ready to score raw feature columns."""
@@ -60,24 +76,20 @@ class LoadedModel:
     module: torch.nn.Module
     preprocessor: Preprocessor
     config: dict[str, Any]
+    forward: Forward = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.module.eval()
+        self.forward = forward_function(self.module)
 
     @property
     def task(self) -> str:
         return self.preprocessor.task
 
-    @torch.inference_mode()
     def scores(self, features) -> np.ndarray:
         """Probabilities (n, classes) for classification; values (n,) for regression."""
-        numeric = torch.from_numpy(features.numeric)
-        categorical = torch.from_numpy(features.categorical)
-        logits = self.module(numeric, categorical)
-        if self.task == "binary":
-            positive = torch.sigmoid(logits[:, 0])
-            return torch.stack([1 - positive, positive], dim=1).numpy()
-        if self.task == "multiclass":
-            return torch.softmax(logits, dim=1).numpy()
-        scale = self.config.get("target_scale") or {"mean": 0.0, "std": 1.0}
-        return (logits[:, 0] * scale["std"] + scale["mean"]).numpy()
+        logits = self.forward(features.numeric, features.categorical)
+        return scores_from_logits(self.task, logits, self.config.get("target_scale"))
 
     def predict_columns(self, columns: Columns) -> np.ndarray:
         """Scores raw columns through the same preprocessor code as training."""
@@ -131,5 +143,4 @@ def load(model_dir: str, allow_extra: bool = False) -> LoadedModel:
         module.load_state_dict(state)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
         raise ModelDirError(f"{MODEL_FILE} in {model_dir!r} cannot be loaded: {err}") from err
-    module.eval()
     return LoadedModel(module=module, preprocessor=preprocessor, config=config)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from mlworkloads.data import metrics as quality
-from mlworkloads.data.preprocessor import Features, Preprocessor
+from mlworkloads.data.preprocessor import Preprocessor
 from mlworkloads.data.storage import atomic_open, read_bytes
 from mlworkloads.training import checkpoint, distributed, export
 from mlworkloads.training.config import ConfigError, TrainConfig
@@ -224,8 +224,7 @@ class Trainer:
         outputs = [self.model(numeric[i : i + 8192], categorical[i : i + 8192]) for i in range(0, len(labels), 8192)]
         logits = torch.cat(outputs).float()
         result = {"loss": float(self.loss_fn(logits, labels))}
-        loaded = export.LoadedModel(self.model, self.preprocessor, {"target_scale": self.target_scale})
-        scores = loaded.scores(Features(numeric.cpu().numpy(), categorical.cpu().numpy()))
+        scores = export.scores_from_logits(self.task, logits.cpu().numpy(), self.target_scale)
         result.update(quality.compute(self.task, labels.cpu().numpy(), scores))
         return result
 
