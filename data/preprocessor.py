@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -100,11 +101,6 @@ class Preprocessor:
     categorical: list[dict[str, Any]]
     excluded: list[dict[str, str]]
 
-    @functools.cached_property
-    def _numeric_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Medians, means and standard deviations of the numeric columns, as vectors."""
-        return tuple(np.array([c[key] for c in self.numeric], dtype=np.float64) for key in ("median", "mean", "std"))
-
     # ---- what the model needs to know -------------------------------------------------
 
     @property
@@ -137,9 +133,8 @@ class Preprocessor:
                 (naming the column and row). Unknown categories are not an error.
         """
         n_rows = _num_rows(data)
-        # A request of a few rows is cheaper through Python lists than through Arrow kernels,
-        # whose fixed cost per call dominates at that size; both paths give identical results.
-        small = n_rows <= SMALL_BATCH
+        if n_rows <= SMALL_BATCH:
+            return self._transform_small(data, n_rows)
         numeric = np.empty((n_rows, self.numeric_width), dtype=np.float32)
         categorical = np.empty((n_rows, len(self.categorical)), dtype=np.int64)
         k = len(self.numeric)
@@ -153,36 +148,40 @@ class Preprocessor:
 
         def categorical_column(j: int) -> None:
             spec = self.categorical[j]
-            column = _column(data, spec["name"])
-            raw = _texts_or_whole_numbers(column) if small else None
-            if raw is not None:
-                lookup = spec["_lookup"]
-                categorical[:, j] = [0 if v is None else lookup.get(str(v), 0) for v in raw]
-                return
-            column = _arrow(column, spec["name"])
-            if spec["_int_value_set"] is not None and column.type == pa.int64():
-                # Whole numbers looked up as numbers: the same match as their text, without
-                # turning every value into a string first.
-                index = pc.index_in(column, value_set=spec["_int_value_set"])
-            else:
-                index = pc.index_in(_as_strings(column, spec["name"]), value_set=spec["_value_set"])
-            categorical[:, j] = pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1
+            categorical[:, j] = _category_indices(spec, _arrow(_column(data, spec["name"]), spec["name"]))
 
-        if small:
-            # All numeric columns at once: a few numpy calls in all rather than a few per column.
-            columns = [(_column(data, c["name"]), c["name"]) for c in self.numeric]
-            values, missing = _numeric_block_small(columns, n_rows)
-            medians, means, stds = self._numeric_stats
-            np.copyto(values, medians, where=missing)
-            numeric[:, :k] = (values - means) / stds
-            numeric[:, k:] = missing
-            fills = []
-        else:
-            fills = [functools.partial(numeric_column, i) for i in range(k)]
         # Each fill writes its own columns of the two arrays.
+        fills = [functools.partial(numeric_column, i) for i in range(k)]
         fills += [functools.partial(categorical_column, j) for j in range(len(self.categorical))]
         _per_column(lambda fill: fill(), fills, n_rows)
         return Features(numeric=numeric, categorical=categorical)
+
+    def _transform_small(self, data: Columns, n_rows: int) -> Features:
+        """`transform` of a few rows in plain Python, with two numpy calls at the end.
+
+        At request size the fixed cost of each Arrow kernel or numpy call (1-3 us, more once
+        a server's request path has evicted them from the caches) outweighs the arithmetic:
+        the same float64 arithmetic per value, rounded to float32 once, gives results
+        identical to the vectorised path, and the same checks give the same errors.
+        """
+        standardised, missing = [], []
+        for spec in self.numeric:
+            values = _small_numbers(_column(data, spec["name"]), spec["name"])
+            median, mean, std = spec["median"], spec["mean"], spec["std"]
+            standardised.append([((median if v is None else v) - mean) / std for v in values])
+            missing.append([v is None for v in values])
+        codes = []
+        for spec in self.categorical:
+            column = _column(data, spec["name"])
+            raw = _texts_or_whole_numbers(column)
+            if raw is None:  # booleans or floats: looked up as their text, as the vectorised path does
+                codes.append(_category_indices(spec, _arrow(column, spec["name"])).tolist())
+            else:
+                lookup = spec["_lookup"]
+                codes.append([0 if v is None else lookup.get(str(v), 0) for v in raw])
+        numeric = np.array(standardised + missing, dtype=np.float32).reshape(self.numeric_width, n_rows)
+        categorical = np.array(codes, dtype=np.int64).reshape(len(self.categorical), n_rows)
+        return Features(numeric=np.ascontiguousarray(numeric.T), categorical=np.ascontiguousarray(categorical.T))
 
     def encode_labels(self, labels: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """Class indices (int64) for classification, float32 values for regression."""
@@ -473,37 +472,44 @@ def _texts_or_whole_numbers(column) -> list | None:
     return None
 
 
-def _numeric_block_small(columns: list[tuple[Any, str]], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_numeric_values` of a few rows for all numeric columns at once, through Python lists:
-    values (rows x columns, float64, nulls as NaN) and the missing mask; same results, same errors."""
-    raws = []
-    for column, name in columns:
-        if isinstance(column, list):
-            for value in column:
-                if value is not None and not isinstance(value, (int, float)):  # bool is an int
-                    kind = "string" if isinstance(value, str) else type(value).__name__
-                    raise DataError(f"feature {name!r} must be a number, but received {kind} values.")
-            raws.append(column)
-        elif not (_is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
-            raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
-        else:
-            raws.append(column.to_pylist())
-    floats = []
-    for raw, (_, name) in zip(raws, columns, strict=True):
-        try:
-            floats.append([np.nan if v is None else float(v) for v in raw])
-        except OverflowError as err:
-            raise DataError(f"feature {name!r} holds a number too large for a float: {err}") from err
-    values = np.array(floats, dtype=np.float64).reshape(len(raws), n_rows)
-    missing = np.array([[v is None for v in raw] for raw in raws], dtype=bool).reshape(len(raws), n_rows)
-    bad = ~(np.isfinite(values) | missing)
-    if bad.any():
-        column, row = (int(i) for i in np.argwhere(bad)[0])  # the first column, then its first row
-        raise DataError(
-            f"feature {columns[column][1]!r} row {row + 1} is {float(values[column, row])!r}: numbers must be "
-            "finite (send null for a missing value)."
-        )
-    return values.T, missing.T
+def _small_numbers(column, name: str) -> list[float | None]:
+    """A few values of a numeric feature as Python floats (None for null), refused as
+    `_numeric_values` refuses them."""
+    if isinstance(column, list):
+        for value in column:
+            if value is not None and not isinstance(value, (int, float)):  # bool is an int
+                kind = "string" if isinstance(value, str) else type(value).__name__
+                raise DataError(f"feature {name!r} must be a number, but received {kind} values.")
+        raw = column
+    elif _is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
+        raw = column.to_pylist()
+    else:
+        raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
+    values = []
+    for row, value in enumerate(raw):
+        if value is not None:
+            try:
+                value = float(value)
+            except OverflowError as err:
+                raise DataError(f"feature {name!r} holds a number too large for a float: {err}") from err
+            if not math.isfinite(value):
+                raise DataError(
+                    f"feature {name!r} row {row + 1} is {value!r}: numbers must be finite "
+                    "(send null for a missing value)."
+                )
+        values.append(value)
+    return values
+
+
+def _category_indices(spec: dict[str, Any], column) -> np.ndarray:
+    """Vocabulary index + 1 of each value of an Arrow column; 0 for null and unseen values."""
+    if spec["_int_value_set"] is not None and column.type == pa.int64():
+        # Whole numbers looked up as numbers: the same match as their text, without turning
+        # every value into a string first.
+        index = pc.index_in(column, value_set=spec["_int_value_set"])
+    else:
+        index = pc.index_in(_as_strings(column, spec["name"]), value_set=spec["_value_set"])
+    return pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1
 
 
 def _as_strings(column, name: str):
