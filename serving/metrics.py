@@ -3,16 +3,21 @@
 prometheus_client's `Histogram.observe` takes one value per call behind a lock: a 256-row
 request cost 256 calls, a quarter of the predictor's time under load (py-spy, see
 bench/README.md). `BatchHistogram` counts a numpy batch with one `searchsorted` + `bincount`
-and exposes the standard `_bucket`/`_count`/`_sum` series, so dashboards and
+(a few values with `bisect`, cheaper than any numpy call at that size) and exposes the standard `_bucket`/`_count`/`_sum` series, so dashboards and
 `histogram_quantile` read it like any other Prometheus histogram.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
+import operator
 import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from mlworkloads.data.preprocessor import SMALL_BATCH
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -35,8 +40,9 @@ class BatchHistogram(Collector):
             bounds.append(float("inf"))
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self._bounds = np.array(bounds)
+        self._bound_list = bounds
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, ...], tuple[np.ndarray, list[float]]] = {}
+        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
         if registry is not None:
             registry.register(self)
 
@@ -44,21 +50,29 @@ class BatchHistogram(Collector):
         """Counts every value of `values` (1-D, finite) under the series `label_values`."""
         values = np.asarray(values, dtype=np.float64).ravel()
         # Bucket i counts values <= bounds[i] (Prometheus' `le`); cumulated when scraped.
-        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds))
-        total = float(values.sum())
+        if len(values) <= SMALL_BATCH:
+            # A few values: bisect in Python costs less than numpy's fixed cost per call.
+            values = values.tolist()
+            counts = [0] * len(self._bound_list)
+            for value in values:
+                counts[bisect.bisect_left(self._bound_list, value)] += 1
+            total = math.fsum(values)
+        else:
+            buckets = np.searchsorted(self._bounds, values, side="left")
+            counts, total = np.bincount(buckets, minlength=len(self._bounds)).tolist(), float(values.sum())
         key = tuple(str(v) for v in label_values)
         with self._lock:
             series = self._series.get(key)
             if series is None:
                 self._series[key] = (counts, [total])
             else:
-                series[0][:] += counts
+                series[0][:] = map(operator.add, series[0], counts)
                 series[1][0] += total
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         with self._lock:
-            snapshot = [(key, counts.cumsum(), sums[0]) for key, (counts, sums) in self._series.items()]
+            snapshot = [(key, list(itertools.accumulate(c)), sums[0]) for key, (c, sums) in self._series.items()]
         for key, cumulative, total in snapshot:
             buckets = [(floatToGoString(b), float(c)) for b, c in zip(self._bounds, cumulative, strict=True)]
             family.add_metric(list(key), buckets, total)

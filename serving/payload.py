@@ -176,31 +176,34 @@ def _preprocessed(item: InferInput, preprocessor: Preprocessor, max_batch: int) 
     )
 
 
-def v1_response(scores: np.ndarray, preprocessor: Preprocessor) -> dict[str, Any]:
-    """`{"predictions": [...]}`: class and probabilities per row, or the value for regression."""
-    if preprocessor.task == "regression":
-        return {"predictions": scores.astype(float).tolist()}
+def v1_response(scores: np.ndarray, best: np.ndarray | None, preprocessor: Preprocessor) -> dict[str, Any]:
+    """`{"predictions": [...]}`: class and probabilities per row, or the value for regression.
+
+    `best` is each row's predicted class index (`scores.argmax(axis=1)`), None for regression.
+    """
+    if best is None:
+        return {"predictions": scores.tolist()}
     classes = preprocessor.classes
     names = [str(c) for c in classes]  # JSON object keys are text, whatever the label's type
-    best = scores.argmax(axis=1)
-    probabilities = scores.astype(float).tolist()
     return {
         "predictions": [
             {"class": classes[b], "probabilities": dict(zip(names, row, strict=True))}
-            for b, row in zip(best.tolist(), probabilities, strict=True)
+            for b, row in zip(best.tolist(), scores.tolist(), strict=True)
         ]
     }
 
 
-def v2_response(scores: np.ndarray, preprocessor: Preprocessor, model_name: str, request_id: str) -> InferResponse:
+def v2_response(
+    scores: np.ndarray, best: np.ndarray | None, preprocessor: Preprocessor, model_name: str, request_id: str
+) -> InferResponse:
     """Named, typed outputs: `predicted_class` (BYTES) and `probabilities` (FP32), or `prediction`."""
-    if preprocessor.task == "regression":
-        outputs = [InferOutput("prediction", [len(scores)], "FP32", scores.astype(np.float32).tolist())]
+    if best is None:
+        outputs = [InferOutput("prediction", [len(scores)], "FP32", scores.tolist())]
     else:
-        labels = [str(preprocessor.classes[b]) for b in scores.argmax(axis=1).tolist()]
+        labels = [str(preprocessor.classes[b]) for b in best.tolist()]
         outputs = [
             InferOutput("predicted_class", [len(labels)], "BYTES", labels),
-            InferOutput("probabilities", list(scores.shape), "FP32", scores.astype(np.float32).flatten().tolist()),
+            InferOutput("probabilities", list(scores.shape), "FP32", scores.ravel().tolist()),
         ]
     return InferResponse(response_id=request_id, model_name=model_name, infer_outputs=outputs)
 

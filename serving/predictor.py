@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import uuid
@@ -14,7 +15,7 @@ from kserve import Model
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from mlworkloads.data.errors import DataError
-from mlworkloads.data.preprocessor import Features
+from mlworkloads.data.preprocessor import SMALL_BATCH, Features
 from mlworkloads.serving.metrics import BatchHistogram
 from mlworkloads.training.export import LoadedModel, load
 from prometheus_client import Counter
@@ -65,6 +66,10 @@ class TabularModel(Model):
         scores = self.loaded.predict_columns(warm)
         if not np.isfinite(scores).all():
             raise RuntimeError(f"the warm-up inference of {self.model_dir!r} gave non-finite scores {scores!r}")
+        # Each series is looked up once: `labels()` per request costs a lock and a dict lookup.
+        outcomes = ["value"] if self.loaded.task == "regression" else [str(c) for c in preprocessor.classes]
+        self._predicted = [PREDICTIONS.labels(self.name, outcome) for outcome in outcomes]
+        self._series = (self.name,)
         self.ready = True
         log.info(
             "model %r loaded from %s (%s, %d features)",
@@ -107,10 +112,11 @@ class TabularModel(Model):
             scores = self._score(inputs)
         else:
             scores = await asyncio.to_thread(self._score, inputs)
-        self._observe(scores)
+        best = None if preprocessor.task == "regression" else scores.argmax(axis=1)
+        self._observe(scores, best)
         if isinstance(payload, InferRequest):
-            return formats.v2_response(scores, preprocessor, self.name, payload.id or str(uuid.uuid4()))
-        return formats.v1_response(scores, preprocessor)
+            return formats.v2_response(scores, best, preprocessor, self.name, payload.id or str(uuid.uuid4()))
+        return formats.v1_response(scores, best, preprocessor)
 
     def _score(self, inputs: Any) -> np.ndarray:
         try:
@@ -122,15 +128,17 @@ class TabularModel(Model):
         except Exception as err:
             raise InferenceError(f"inference failed: {type(err).__name__}: {err}") from err
 
-    def _observe(self, scores: np.ndarray) -> None:
-        preprocessor = self.loaded.preprocessor
-        if preprocessor.task == "regression":
-            SCORES.observe((self.name,), scores)
-            PREDICTIONS.labels(self.name, "value").inc(len(scores))
+    def _observe(self, scores: np.ndarray, best: np.ndarray | None) -> None:
+        """Counts the batch's predictions per class (`best`, None for regression) and its scores."""
+        if best is None:
+            self._predicted[0].inc(len(scores))
+            SCORES.observe(self._series, scores)
             return
-        best = scores.argmax(axis=1)
-        counts = np.bincount(best, minlength=len(preprocessor.classes))
-        for index, count in enumerate(counts.tolist()):
+        if len(best) <= SMALL_BATCH:  # a Counter of a few ints beats numpy's fixed cost per call
+            counts = collections.Counter(best.tolist()).items()
+        else:
+            counts = enumerate(np.bincount(best, minlength=len(self._predicted)).tolist())
+        for index, count in counts:
             if count:
-                PREDICTIONS.labels(self.name, str(preprocessor.classes[index])).inc(count)
-        SCORES.observe((self.name,), scores[:, 1] if preprocessor.task == "binary" else scores.max(axis=1))
+                self._predicted[index].inc(count)
+        SCORES.observe(self._series, scores[:, 1] if self.loaded.task == "binary" else scores.max(axis=1))

@@ -241,10 +241,28 @@ def test_bad_v2_payloads_are_400s_naming_the_input(predictor_url, sample_model, 
 
 @pytest.mark.e2e
 def test_metrics_count_predictions_per_class_and_scores(predictor_url, sample_model, rows):
-    _v1(predictor_url, {"instances": _instances(sample_model, rows)})
-    text = httpx.get(f"{predictor_url}/metrics", timeout=10).text
-    assert 'mlworkloads_predictions_total{model_name="flights",predicted_class="False"}' in text
-    assert "mlworkloads_prediction_score_bucket" in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape():
+        text = httpx.get(f"{predictor_url}/metrics", timeout=10).text
+        families = text_string_to_metric_families(text)
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}, text
+
+    before, _ = scrape()
+    instances = _instances(sample_model, rows)
+    predicted = []
+    for batch in (instances[:1], instances[1:4], instances):  # the few-row and the vectorised paths
+        predicted += [p["class"] for p in _v1(predictor_url, {"instances": batch}).json()["predictions"]]
+    after, text = scrape()
+
+    def grew(name, **labels):
+        key = (name, tuple(sorted({"model_name": "flights", **labels}.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    for label in (False, True):
+        assert grew("mlworkloads_predictions_total", predicted_class=str(label)) == predicted.count(label)
+    assert grew("mlworkloads_prediction_score_count") == len(predicted) == 1 + 3 + len(instances)
+    assert grew("mlworkloads_prediction_score_bucket", le="+Inf") == len(predicted)
     assert "request_predict_seconds" in text  # KServe's own histograms are there too
 
 
