@@ -103,9 +103,9 @@ class Preprocessor:
 
     # ---- what the model needs to know -------------------------------------------------
 
-    @property
+    @functools.cached_property
     def feature_columns(self) -> list[str]:
-        """The raw input columns a request must carry, numeric first."""
+        """The raw input columns a request must carry, numeric first (read on every request)."""
         return [c["name"] for c in self.numeric] + [c["name"] for c in self.categorical]
 
     @property
@@ -166,10 +166,9 @@ class Preprocessor:
         """
         standardised, missing = [], []
         for spec in self.numeric:
-            values = _small_numbers(_column(data, spec["name"]), spec["name"])
-            median, mean, std = spec["median"], spec["mean"], spec["std"]
-            standardised.append([((median if v is None else v) - mean) / std for v in values])
-            missing.append([v is None for v in values])
+            column_standardised, column_missing = _standardise_small(_column(data, spec["name"]), spec)
+            standardised.append(column_standardised)
+            missing.append(column_missing)
         codes = []
         for spec in self.categorical:
             column = _column(data, spec["name"])
@@ -179,9 +178,11 @@ class Preprocessor:
             else:
                 lookup = spec["_lookup"]
                 codes.append([0 if v is None else lookup.get(str(v), 0) for v in raw])
-        numeric = np.array(standardised + missing, dtype=np.float32).reshape(self.numeric_width, n_rows)
-        categorical = np.array(codes, dtype=np.int64).reshape(len(self.categorical), n_rows)
-        return Features(numeric=np.ascontiguousarray(numeric.T), categorical=np.ascontiguousarray(categorical.T))
+        # Rows built in Python (zip), so that each array is one conversion, already row-major.
+        rows = list(zip(*standardised, *missing, strict=True))
+        numeric = np.array(rows, dtype=np.float32).reshape(n_rows, self.numeric_width)
+        categorical = np.array(list(zip(*codes, strict=True)), dtype=np.int64).reshape(n_rows, len(self.categorical))
+        return Features(numeric=numeric, categorical=categorical)
 
     def encode_labels(self, labels: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """Class indices (int64) for classification, float32 values for regression."""
@@ -472,33 +473,35 @@ def _texts_or_whole_numbers(column) -> list | None:
     return None
 
 
-def _small_numbers(column, name: str) -> list[float | None]:
-    """A few values of a numeric feature as Python floats (None for null), refused as
-    `_numeric_values` refuses them."""
-    if isinstance(column, list):
-        for value in column:
-            if value is not None and not isinstance(value, (int, float)):  # bool is an int
+def _standardise_small(column, spec: dict[str, Any]) -> tuple[list[float], list[bool]]:
+    """A few values of a numeric feature standardised in Python floats (nulls imputed with the
+    median) and their missing flags; values are refused as `_numeric_values` refuses them."""
+    name, median, mean, std = spec["name"], spec["median"], spec["mean"], spec["std"]
+    if not isinstance(column, list):
+        if not (_is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
+            raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
+        column = column.to_pylist()
+    standardised, missing = [], []
+    for row, value in enumerate(column):
+        if value is None:
+            standardised.append((median - mean) / std)
+            missing.append(True)
+            continue
+        if type(value) is not float:
+            if not isinstance(value, (int, float)):  # bool is an int
                 kind = "string" if isinstance(value, str) else type(value).__name__
                 raise DataError(f"feature {name!r} must be a number, but received {kind} values.")
-        raw = column
-    elif _is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
-        raw = column.to_pylist()
-    else:
-        raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
-    values = []
-    for row, value in enumerate(raw):
-        if value is not None:
             try:
                 value = float(value)
             except OverflowError as err:
                 raise DataError(f"feature {name!r} holds a number too large for a float: {err}") from err
-            if not math.isfinite(value):
-                raise DataError(
-                    f"feature {name!r} row {row + 1} is {value!r}: numbers must be finite "
-                    "(send null for a missing value)."
-                )
-        values.append(value)
-    return values
+        if not math.isfinite(value):
+            raise DataError(
+                f"feature {name!r} row {row + 1} is {value!r}: numbers must be finite (send null for a missing value)."
+            )
+        standardised.append((value - mean) / std)
+        missing.append(False)
+    return standardised, missing
 
 
 def _category_indices(spec: dict[str, Any], column) -> np.ndarray:

@@ -3,8 +3,9 @@
 prometheus_client's `Histogram.observe` takes one value per call behind a lock: a 256-row
 request cost 256 calls, a quarter of the predictor's time under load (py-spy, see
 bench/README.md). `BatchHistogram` counts a numpy batch with one `searchsorted` + `bincount`
-(a few values with `bisect`, cheaper than any numpy call at that size) and exposes the standard `_bucket`/`_count`/`_sum` series, so dashboards and
-`histogram_quantile` read it like any other Prometheus histogram.
+(a few values with `bisect`, cheaper than any numpy call at that size) and exposes the
+standard `_bucket`/`_count`/`_sum` series, so dashboards and `histogram_quantile` read it like
+any other Prometheus histogram.
 """
 
 from __future__ import annotations

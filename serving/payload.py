@@ -70,13 +70,18 @@ def _checked_columns(
 
 
 def _scalar(value: Any, name: str, row: int) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        raise InvalidInput(f"feature {name!r} holds a whole number too large for 64 bits (instances[{row}]).")
-    if value is None or isinstance(value, (str, bool, int)):
+    kind = type(value)
+    if value is None or kind is str or kind is bool:
         return value
-    if isinstance(value, float):
+    if kind is float or (kind is not int and isinstance(value, float)):
         if not math.isfinite(value):
             raise InvalidInput(f"feature {name!r} in instances[{row}] is {value!r}: numbers must be finite.")
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise InvalidInput(f"feature {name!r} holds a whole number too large for 64 bits (instances[{row}]).")
+        return value
+    if isinstance(value, str):
         return value
     raise InvalidInput(
         f"feature {name!r} in instances[{row}] must be a number, text or null; got {type(value).__name__}."
@@ -85,6 +90,8 @@ def _scalar(value: Any, name: str, row: int) -> Any:
 
 def _uniform(values: list[Any], name: str) -> list[Any]:
     """The values, refused as Arrow would refuse them when they mix text, booleans and numbers."""
+    if len(values) < 2:
+        return values
     kinds = {"number" if type(v) in (int, float) else type(v).__name__ for v in values if v is not None}
     if len(kinds) > 1:
         raise InvalidInput(f"feature {name!r} mixes types across instances: {sorted(kinds)}.")

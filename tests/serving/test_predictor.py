@@ -286,6 +286,14 @@ def test_a_body_over_the_cap_is_a_413_and_the_server_keeps_answering(predictor_u
         timeout=60,
     )
     assert response.status_code == 413 and "exceeds the limit of 16777216 bytes" in response.text
+    # Without a Content-Length (chunked), the body is counted as it arrives.
+    chunked = httpx.post(
+        f"{predictor_url}/v1/models/flights:predict",
+        content=(huge[i : i + (1 << 20)] for i in range(0, len(huge), 1 << 20)),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert chunked.status_code == 413 and "exceeds the limit of 16777216 bytes" in chunked.text
     ok = _v1(predictor_url, {"instances": _instances(sample_model, rows)[:1]})
     assert ok.status_code == 200
 
