@@ -49,19 +49,19 @@ class BatchHistogram(Collector):
 
     def observe(self, label_values: Sequence[str], values: np.ndarray) -> None:
         """Counts every value of `values` (1-D, finite) under the series `label_values`."""
-        values = np.asarray(values, dtype=np.float64).ravel()
         # Bucket i counts values <= bounds[i] (Prometheus' `le`); cumulated when scraped.
-        if len(values) <= SMALL_BATCH:
+        if np.size(values) <= SMALL_BATCH:
             # A few values: bisect in Python costs less than numpy's fixed cost per call.
-            values = values.tolist()
+            values = np.ravel(values).tolist()
             counts = [0] * len(self._bound_list)
             for value in values:
                 counts[bisect.bisect_left(self._bound_list, value)] += 1
             total = math.fsum(values)
         else:
+            values = np.asarray(values, dtype=np.float64).ravel()
             buckets = np.searchsorted(self._bounds, values, side="left")
             counts, total = np.bincount(buckets, minlength=len(self._bounds)).tolist(), float(values.sum())
-        key = tuple(str(v) for v in label_values)
+        key = tuple(map(str, label_values))
         with self._lock:
             series = self._series.get(key)
             if series is None:

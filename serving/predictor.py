@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import uuid
@@ -134,11 +133,11 @@ class TabularModel(Model):
             self._predicted[0].inc(len(scores))
             SCORES.observe(self._series, scores)
             return
-        if len(best) <= SMALL_BATCH:  # a Counter of a few ints beats numpy's fixed cost per call
-            counts = collections.Counter(best.tolist()).items()
+        if len(best) <= SMALL_BATCH:  # a few increments cost less than numpy's fixed cost per call
+            for index in best.tolist():
+                self._predicted[index].inc()
         else:
-            counts = enumerate(np.bincount(best, minlength=len(self._predicted)).tolist())
-        for index, count in counts:
-            if count:
-                self._predicted[index].inc(count)
+            for index, count in enumerate(np.bincount(best, minlength=len(self._predicted)).tolist()):
+                if count:
+                    self._predicted[index].inc(count)
         SCORES.observe(self._series, scores[:, 1] if self.loaded.task == "binary" else scores.max(axis=1))

@@ -35,16 +35,17 @@ class FoldedTabularNet:
     """TabularNet in eval mode as numpy arrays; call it like the module, on numpy arrays."""
 
     numeric_weight: np.ndarray  # (numeric width, first layer width): W_numeric^T
-    bias: np.ndarray  # (first layer width,)
-    table: np.ndarray  # (sum of cardinalities, first layer width): every E_i @ W_i^T stacked
+    bias: np.ndarray  # (first layer width,): added through `table` when there are categorical columns
+    table: np.ndarray  # (sum of cardinalities, first layer width): every E_i @ W_i^T stacked, + bias in the first
     offsets: np.ndarray  # (columns,): where each column's rows start in `table`
     cardinalities: np.ndarray  # (columns,) uint64
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # (W^T, b) of each layer after the first
 
     def __call__(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         out = numeric @ self.numeric_weight
-        out += self.bias
-        if self.offsets.size:
+        if not self.offsets.size:
+            out += self.bias
+        else:
             if categorical.dtype != np.int64:
                 categorical = categorical.astype(np.int64)
             # A stacked table would read a neighbouring column's rows where nn.Embedding
@@ -56,7 +57,8 @@ class FoldedTabularNet:
                     f"minima {categorical.min(axis=0).tolist()}, maxima {categorical.max(axis=0).tolist()}."
                 )
             # Rows gathered column by column, (columns, n, width): the sum adds whole planes.
-            out += self.table.take((categorical + self.offsets).T, axis=0).sum(axis=0)
+            # Column 0's rows carry the first layer's bias (each row reads exactly one of them).
+            out += np.add.reduce(self.table.take((categorical + self.offsets).T, axis=0), axis=0)
         for weight, bias in self.layers:
             np.maximum(out, 0, out=out)
             out = out @ weight
@@ -84,11 +86,14 @@ def fold(module: TabularNet) -> FoldedTabularNet | None:
         width = embedding.embedding_dim
         tables.append(array(embedding.weight) @ first[:, start : start + width].T)
         start += width
+    bias = array(linears[0].bias)
+    if tables:
+        tables[0] = tables[0] + bias
     cardinalities = np.array([embedding.num_embeddings for embedding in module.embeddings], dtype=np.uint64)
     width = first.shape[0]
     return FoldedTabularNet(
         numeric_weight=np.ascontiguousarray(first[:, :numeric_width].T, dtype=np.float32),
-        bias=array(linears[0].bias).astype(np.float32),
+        bias=bias.astype(np.float32),
         table=np.concatenate(tables).astype(np.float32) if tables else np.zeros((0, width), np.float32),
         offsets=np.concatenate([[0], np.cumsum(cardinalities)])[:-1].astype(np.int64),
         cardinalities=cardinalities,
