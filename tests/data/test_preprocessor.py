@@ -178,6 +178,16 @@ def test_transform_refuses_bad_features_naming_them(columns, message, rows):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("rows", [1, 40])
+def test_a_whole_number_past_float_precision_is_still_a_number(rows):
+    # 2**60 has no exact float64; both paths round it as float() does (Arrow's safe cast refused it).
+    fitted = _fit()
+    columns = {"distance": pa.array([2**60] * rows), "carrier": pa.array(["UA"] * rows), "tail": pa.array(["x"] * rows)}
+    features = fitted.transform(columns)
+    spec = fitted.numeric[0]
+    assert features.numeric[:, 0].tolist() == [np.float32((float(2**60) - spec["mean"]) / spec["std"])] * rows
+
+
 def test_fit_refuses_an_entirely_null_categorical_column():
     table = pa.table({"x": [1.0, 2.0, 3.0], "c": pa.array([None, None, None], pa.string()), "label": [1, 0, 1]})
     with pytest.raises(DataError, match="column 'c' is entirely null in train"):
