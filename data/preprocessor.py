@@ -140,8 +140,10 @@ class Preprocessor:
         n_rows = _num_rows(data)
         if n_rows <= SMALL_BATCH:
             return self._transform_small(data, n_rows)
-        numeric = np.empty((n_rows, self.numeric_width), dtype=np.float32)
-        categorical = np.empty((n_rows, len(self.categorical)), dtype=np.int64)
+        # Column-major: every fill below writes whole columns, which are then contiguous (a
+        # row-major array made each column's write touch every cache line of the whole array).
+        numeric = np.empty((n_rows, self.numeric_width), dtype=np.float32, order="F")
+        categorical = np.empty((n_rows, len(self.categorical)), dtype=np.int64, order="F")
         k = len(self.numeric)
 
         def numeric_column(i: int) -> None:
