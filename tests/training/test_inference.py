@@ -72,10 +72,11 @@ def test_anything_but_an_eval_mode_tabular_net_runs_through_torch():
     )
 
 
+@pytest.mark.parametrize("rows", [3, 40])
 @pytest.mark.parametrize("bad", [-1, 4])
-def test_an_index_outside_its_columns_table_is_refused_not_read_from_the_next_column(bad):
+def test_an_index_outside_its_columns_table_is_refused_not_read_from_the_next_column(bad, rows):
     net = _net()
-    numeric, categorical = _inputs(net, 3)
+    numeric, categorical = _inputs(net, rows)
     categorical[1, 0] = bad  # column 0 has 4 categories: 4 would be column 1's first row
     with pytest.raises(IndexError, match="out of range"):
         fold(net)(numeric, categorical)
