@@ -4,7 +4,8 @@ A request-sized batch spends almost all of a torch forward pass in per-operation
 not arithmetic: TabularNet is a dozen ops (an embedding lookup per categorical column, a
 concat, a linear, ReLU and dropout module per layer), and in a server, where the request path
 evicts torch's large dispatch code between requests, they cost ~200 us for one row against
-~25 us of numpy (bench/serving.py; profile in bench/README.md).
+~45 us for the folded form below (bench/README.md; the native profile is in
+bench/profiles/serving-forward-torch-native.txt).
 
 In eval mode the network folds exactly: the first linear layer is linear in each embedding,
 so each table multiplies into its slice of that layer's weight once at load (E_i @ W_i^T,
