@@ -14,7 +14,6 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import Report, best_of, parser  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
 
 # The load client measures the servers one after the other from the same process. Latency is one
 # block per server: alternating in small blocks raised the trivial model's p50 by up to 8% (cache
@@ -88,12 +87,12 @@ def _trivial_server():
 def main() -> int:
     args = parser(__doc__).parse_args()
     import pyarrow.parquet as pq
-    import torch
     from mlworkloads.data import steps
     from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
     from mlworkloads.data.ingest import IngestConfig
     from mlworkloads.data.preprocessor import PreprocessorOptions
     from mlworkloads.serving.deploy import local_predictor
+    from mlworkloads.serving.predictor import limit_compute_threads
     from mlworkloads.training.config import TrainConfig
     from mlworkloads.training.export import load
     from mlworkloads.training.trainer import run
@@ -126,9 +125,8 @@ def main() -> int:
                                        batch, n // 10, 1.0)  # fmt: skip
             (rows_v2,) = _load([f"{ours}/v2/models/flights/infer"], v2, n // 10, 1.0)
         # In-process with the server's settings: one compute thread (serving/__main__.py --threads).
-        with threadpool_limits(1):
-            torch.set_num_threads(1)
-            in_process = best_of(lambda: model.predict_columns(test.slice(0, 256)), repeat=20)
+        limit_compute_threads(1)
+        in_process = best_of(lambda: model.predict_columns(test.slice(0, 256)), repeat=20)
 
     from _common import median, percentile
 

@@ -473,15 +473,21 @@ def _numeric_values(column, name: str) -> tuple[np.ndarray, np.ndarray]:
     return values, missing
 
 
+def _check_numeric_input(column, name: str) -> None:
+    """Refuses an Arrow column a numeric feature cannot take (numbers, booleans and nulls can)."""
+    kind = column.type
+    if not (_is_number(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
+        raise DataError(f"feature {name!r} must be a number, but received {kind} values.")
+
+
 def _as_floats(column, name: str) -> np.ndarray:
     """A numeric, boolean or null column as a new float64 array, nulls as NaN; refuses the rest."""
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    _check_numeric_input(column, name)
+    if _is_number(column.type):
         # numpy converts these (nulls arrive as NaN) at a fraction of a `pc.cast` call's fixed cost,
         # and rounds whole numbers past 2**53 as float() does, where Arrow's safe cast refuses them.
         return np.array(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-    if pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
-        return np.array(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
+    return np.array(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _arrow(column, name: str):
@@ -522,8 +528,7 @@ def _standardise_small(column, spec: dict[str, Any]) -> tuple[list[float], list[
     median) and their missing flags; values are refused as `_numeric_values` refuses them."""
     name, median, mean, std = spec["name"], spec["median"], spec["mean"], spec["std"]
     if not isinstance(column, list):
-        if not (_is_number(column.type) or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
-            raise DataError(f"feature {name!r} must be a number, but received {column.type} values.")
+        _check_numeric_input(column, name)
         column = column.to_pylist()
     standardised, missing = [], []
     for row, value in enumerate(column):

@@ -8,7 +8,7 @@ import sys
 
 from kserve import ModelServer, model_server
 from mlworkloads.serving.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
-from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel
+from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel, limit_compute_threads
 from mlworkloads.training.export import ModelDirError
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
@@ -23,8 +23,8 @@ parser.add_argument(
     dest="threads",
     type=int,
     default=1,
-    help="Compute threads for torch and numpy's BLAS. One is fastest for request-sized batches (more threads "
-    "spin between requests and take the CPU the server needs): scale with replicas or workers.",
+    help="Compute threads for torch and numpy's BLAS. One is fastest for request-sized batches: scale with "
+    "replicas or workers.",
 )
 
 
@@ -48,11 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     if args.max_batch_size < 1:
         parser.error(f"--max_batch_size={args.max_batch_size}: expected at least 1.")
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(max(1, args.threads))
-    threadpool_limits(max(1, args.threads))
+    limit_compute_threads(args.threads)
     model = TabularModel(args.model_name, args.model_dir, args.max_batch_size)
     try:
         model.load()

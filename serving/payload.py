@@ -70,18 +70,15 @@ def _checked_columns(
 
 
 def _scalar(value: Any, name: str, row: int) -> Any:
-    kind = type(value)
-    if value is None or kind is str or kind is bool:
+    if value is None or isinstance(value, (str, bool)):
         return value
-    if kind is float or (kind is not int and isinstance(value, float)):
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(f"feature {name!r} in instances[{row}] is {value!r}: numbers must be finite.")
         return value
     if isinstance(value, int):
         if not -(2**63) <= value < 2**63:
             raise InvalidInput(f"feature {name!r} holds a whole number too large for 64 bits (instances[{row}]).")
-        return value
-    if isinstance(value, str):
         return value
     raise InvalidInput(
         f"feature {name!r} in instances[{row}] must be a number, text or null; got {type(value).__name__}."
