@@ -1,13 +1,32 @@
-"""Reading Kubernetes API errors the official clients raise, without importing them here.
+"""Kubernetes helpers shared by the training and serving layers.
 
-TrainingClient and KServeClient wrap `ApiException` in `RuntimeError` (sometimes as the cause,
-sometimes only as the context); this finds the HTTP status either way.
+- Reading the API errors the official clients raise: TrainingClient and KServeClient wrap
+  `ApiException` in `RuntimeError` (sometimes as the cause, sometimes only as the context);
+  `api_status` finds the HTTP status either way.
+- Where we run (`in_cluster`), label values, and resource requirements merged field by field.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
+
+#: Label on every object a pipeline run creates (training jobs, InferenceServices): the exit
+#: handler finds what a failed run left by it, and two runs never touch each other's objects.
+RUN_LABEL = "mlworkloads.io/pipeline-run"
+#: Resource names Kubernetes treats as accelerators: their requests must equal their limits.
+ACCELERATOR_MARKERS = ("gpu", "tpu", "neuron")
+
+
+def in_cluster() -> bool:
+    """Whether this process runs in a Kubernetes pod (the kubelet sets this for every container)."""
+    return "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def cluster_reachable() -> bool:
+    """Inside a pod, or pointed at a cluster by KUBECONFIG."""
+    return in_cluster() or bool(os.environ.get("KUBECONFIG"))
 
 
 def api_status(err: BaseException) -> int | None:
@@ -45,3 +64,29 @@ def label_value(value: str) -> str:
 def is_name_list(value: Any) -> bool:
     """A list of non-empty object names, as `imagePullSecrets` takes them."""
     return isinstance(value, list) and all(isinstance(name, str) and name for name in value)
+
+
+def _is_accelerator(resource: str) -> bool:
+    return any(marker in resource for marker in ACCELERATOR_MARKERS)
+
+
+def merge_resources(
+    defaults: dict[str, str], override: dict[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
+    """Resource requirements: `defaults` as requests and limits, then `override` field by field.
+
+    `override` is a Kubernetes `{"requests": ..., "limits": ...}` (what KFP passes through from
+    `task.set_cpu_request(...)` and the like): each resource it names replaces ours in that
+    field only, so a task that sets a CPU request keeps our memory and our GPUs. Accelerators
+    (nvidia.com/gpu and the like) always have requests equal to limits, as Kubernetes requires.
+    """
+    override = override or {}
+    requests = {**defaults, **{k: str(v) for k, v in (override.get("requests") or {}).items()}}
+    limits = {**defaults, **{k: str(v) for k, v in (override.get("limits") or {}).items()}}
+    for resource in {*requests, *limits}:
+        if _is_accelerator(resource):
+            # The task's own accelerator limit wins over the default count, then both fields agree.
+            count = (override.get("limits") or {}).get(resource) or (override.get("requests") or {}).get(resource)
+            value = str(count) if count is not None else limits.get(resource, requests.get(resource))
+            requests[resource] = limits[resource] = value
+    return {"requests": requests, "limits": limits}

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import psutil
 import pyarrow as pa
-from mlworkloads.data.kube import api_status, forbidden
+from mlworkloads.kube import api_status, forbidden
 from mlworkloads.serving.inferenceservice import (
     MODEL_URI_ANNOTATION,
     ServiceConfigError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from mlworkloads.data.kube import label_value
+from mlworkloads.kube import label_value
 from mlworkloads.data.steps import read_parquet
 from mlworkloads.data.storage import artifact_uri
 from mlworkloads.serving import deploy

@@ -16,7 +16,7 @@ from kserve import (
     constants,
 )
 from kubernetes import client as k8s
-from mlworkloads.data.kube import is_name_list, snake_case_keys
+from mlworkloads.kube import is_name_list, merge_resources, snake_case_keys
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODES = ("Knative", "Standard")
@@ -47,6 +47,8 @@ class ServiceSettings:
         cpu: CPU request and limit.
         memory: Memory request and limit.
         gpus: `nvidia.com/gpu` (requests equal limits); 0 for none.
+        resources: Kubernetes `{"requests": ..., "limits": ...}` merged over cpu, memory and
+            gpus field by field (accelerator requests always equal their limits).
         min_replicas: Minimum replicas (0 allows scale to zero in Knative mode).
         max_replicas: Maximum replicas.
         scale_metric: "concurrency", "rps", "cpu" or "memory"; empty for KServe's default.
@@ -71,6 +73,7 @@ class ServiceSettings:
     cpu: str = "1"
     memory: str = "2Gi"
     gpus: int = 0
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     min_replicas: int = 1
     max_replicas: int = 3
     scale_metric: str = ""
@@ -111,6 +114,10 @@ class ServiceSettings:
             )
         if not 1 <= self.canary_traffic_percent <= 100:
             raise ServiceConfigError(f"canary_traffic_percent={self.canary_traffic_percent}: expected 1 to 100.")
+        if not isinstance(self.resources, dict) or set(self.resources) - {"requests", "limits"}:
+            raise ServiceConfigError(
+                f"resources={self.resources!r}: expected a dict with 'requests' and/or 'limits'."
+            )
         for name in ("gpus", "scale_target", "timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ServiceConfigError(f"{name}={getattr(self, name)}: expected 0 or more.")
@@ -138,7 +145,7 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
         # STORAGE_URI makes KServe run its storage initializer for a custom container.
         env=[k8s.V1EnvVar(name="STORAGE_URI", value=settings.model_uri)],
         ports=[k8s.V1ContainerPort(container_port=8080, protocol="TCP")],
-        resources=k8s.V1ResourceRequirements(requests=dict(amounts), limits=dict(amounts)),
+        resources=k8s.V1ResourceRequirements(**merge_resources(amounts, settings.resources)),
         security_context=k8s.V1SecurityContext(
             run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False
         ),

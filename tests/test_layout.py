@@ -1,64 +1,101 @@
-"""The architecture rules of DEVELOPERS.md, checked on the source: imports point one way."""
+"""The layer rules of ARCHITECTURE.md, read from its table and checked on the source.
+
+Nothing is exempted by file name: a module belongs to the layer the table names for it.
+"""
 
 import ast
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FOLDERS = ["mlworkloads", "components", "pipelines", "training", "serving", "data"]
-# What each folder may import from the package (besides itself).
-ALLOWED = {
-    "data": set(),
-    "training": {"data"},
-    "serving": {"data", "training.model", "training.export"},
-    "components": {"data", "training", "serving", "images"},
-    "pipelines": {"components", "data", "images"},
+RULES = pathlib.Path(REPO, "ARCHITECTURE.md")
+# Where each top-level package module lives in the repo (pyproject.toml's package-dir).
+FOLDERS = {
+    "mlworkloads": "mlworkloads",
+    "mlworkloads.components": "components",
+    "mlworkloads.pipelines": "pipelines",
+    "mlworkloads.training": "training",
+    "mlworkloads.serving": "serving",
+    "mlworkloads.data": "data",
 }
 
 
-def _imports(folder):
-    for directory, _, files in os.walk(os.path.join(REPO, folder)):
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(directory, name)
-                for node in ast.walk(ast.parse(pathlib.Path(path).read_text())):
-                    if isinstance(node, ast.ImportFrom) and node.module:
-                        yield path, node.module
-                    elif isinstance(node, ast.Import):
-                        for alias in node.names:
-                            yield path, alias.name
+def _layers() -> dict[str, tuple[list[str], set[str]]]:
+    """layer -> (its module prefixes, the layers it may import), from the table in ARCHITECTURE.md."""
+    text = RULES.read_text(encoding="utf-8")
+    table = text.split("<!-- layers: parsed by tests/test_layout.py -->", 1)[1].split("<!-- /layers -->", 1)[0]
+    layers = {}
+    for row in table.strip().splitlines()[2:]:
+        layer, modules, allowed = (cell.strip() for cell in row.strip().strip("|").split("|"))
+        layers[layer] = (re.findall(r"`([\w.]+)`", modules), {a.strip() for a in allowed.split(",") if a.strip()})
+    return layers
 
 
-@pytest.mark.parametrize("folder", sorted(ALLOWED))
-def test_imports_point_one_way(folder):
+LAYERS = _layers()
+
+
+def _layer_of(module: str) -> str | None:
+    best = None
+    for layer, (prefixes, _) in LAYERS.items():
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+                best = (layer, len(prefix))
+    return best[0] if best else None
+
+
+def _modules():
+    """(module name, path) of every Python file of the package."""
+    for package, folder in FOLDERS.items():
+        for path in sorted(pathlib.Path(REPO, folder).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            yield name, path
+
+
+def _imports(path: pathlib.Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            for alias in node.names:  # `from mlworkloads import components` imports a module
+                yield f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+
+
+def test_the_rules_table_is_read():
+    assert {"foundation", "data", "training", "serving", "components", "pipelines", "cli"} <= set(LAYERS)
+
+
+def test_every_module_of_the_package_belongs_to_a_layer():
+    assert [name for name, _ in _modules() if _layer_of(name) is None and name != "mlworkloads"] == []
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_imports_point_one_way(layer):
+    allowed = LAYERS[layer][1] | {layer}
     wrong = []
-    for path, module in _imports(folder):
-        if not module.startswith("mlworkloads."):
+    for name, path in _modules():
+        if _layer_of(name) != layer:
             continue
-        target = module.removeprefix("mlworkloads.")
-        if target.startswith(folder) or target.startswith("_version") or target == "errors":
-            continue
-        if not any(target == a or target.startswith(a + ".") for a in ALLOWED[folder]):
-            wrong.append(f"{os.path.relpath(path, REPO)} imports {module}")
+        for module in _imports(path):
+            target = _layer_of(module) if module.startswith("mlworkloads.") else None
+            if target is not None and target not in allowed:
+                wrong.append(f"{os.path.relpath(path, REPO)} ({layer}) imports {module} ({target})")
     assert not wrong
 
 
-@pytest.mark.parametrize("folder", ["data", "training", "serving"])
-def test_only_components_and_pipelines_import_kfp_dsl(folder):
-    offenders = [p for p, m in _imports(folder) if m == "kfp" or m.startswith("kfp.dsl")]
-    assert not offenders
-
-
-def test_nothing_but_the_cli_imports_pipelines():
+@pytest.mark.parametrize("layer", sorted(set(LAYERS) - {"components", "pipelines"}))
+def test_only_components_and_pipelines_import_kfp_dsl(layer):
     offenders = [
-        p
-        for folder in FOLDERS
-        if folder != "pipelines"
-        for p, m in _imports(folder)
-        if m.startswith("mlworkloads.pipelines") and not p.endswith(("cli.py", "compiling.py"))
+        f"{os.path.relpath(path, REPO)} imports {module}"
+        for name, path in _modules()
+        if _layer_of(name) == layer
+        for module in _imports(path)
+        if module in ("kfp.dsl", "kfp.kubernetes") or module.startswith(("kfp.dsl.", "kfp.kubernetes."))
     ]
     assert not offenders
 

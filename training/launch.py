@@ -227,8 +227,8 @@ def _train_on_cluster(
 ) -> dict[str, Any]:
     from kubeflow.training import TrainingClient
     from kubeflow.training.utils.utils import get_default_target_namespace
-    from mlworkloads.data.kube import label_value
-    from mlworkloads.training.pytorchjob import RUN_LABEL, JobSettings, PyTorchJobRunner, build_job, job_name
+    from mlworkloads.kube import RUN_LABEL, label_value
+    from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job, job_name
 
     settings = JobSettings(max_restarts=max_restarts, **job)
     settings.labels = {**settings.labels, RUN_LABEL: label_value(run_id)}

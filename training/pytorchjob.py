@@ -22,7 +22,7 @@ from kubeflow.training.constants import constants as kf
 from kubeflow.training.utils.utils import FakeResponse
 from kubernetes import client as k8s
 from kubernetes import watch
-from mlworkloads.data.kube import api_status, forbidden, is_name_list, label_value, snake_case_keys
+from mlworkloads.kube import RUN_LABEL, api_status, forbidden, is_name_list, label_value, merge_resources, snake_case_keys
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.logs import digest
 
@@ -65,8 +65,8 @@ class JobSettings:
         max_restarts: torchrun restarts of the worker group (elastic recovery).
         labels: Labels for the job and its pods.
         annotations: Annotations for the job's pods.
-        resources: Kubernetes resource requirements (`{"limits": ..., "requests": ...}`) that
-            replace cpu/memory/gpus_per_worker; what KFP passes through from the task.
+        resources: Kubernetes resource requirements (`{"limits": ..., "requests": ...}`) merged
+            over cpu/memory/gpus_per_worker field by field; what KFP passes through from the task.
         affinity: Kubernetes affinity for the replicas (passed through from the task).
         extra_env: Kubernetes env entries (passed through from the task).
         volumes: Kubernetes volumes for the replicas (passed through from the task, e.g. the KFP
@@ -155,8 +155,6 @@ def job_name(run_id: str, task_name: str, config: str = "", prefix: str = "train
     return f"{prefix}-{slug}-{digest}" if slug else f"{prefix}-{digest}"
 
 
-RUN_LABEL = "mlworkloads.io/pipeline-run"
-
 
 def build_job(name: str, namespace: str, settings: JobSettings, config: TrainConfig) -> models.KubeflowOrgV1PyTorchJob:
     """The PyTorchJob, from the kubeflow-training SDK's typed models."""
@@ -234,18 +232,11 @@ def _env_entry(entry: dict[str, Any]) -> k8s.V1EnvVar:
 
 
 def _resources(settings: JobSettings) -> k8s.V1ResourceRequirements:
-    if settings.resources:
-        limits = dict(settings.resources.get("limits") or {})
-        # A GPU request must equal its limit; Kubernetes refuses anything else.
-        requests = {
-            **(settings.resources.get("requests") or {}),
-            **{k: v for k, v in limits.items() if "gpu" in k},
-        }
-        return k8s.V1ResourceRequirements(requests=requests or None, limits=limits or None)
     amounts = {"cpu": settings.cpu, "memory": settings.memory}
     if settings.gpus_per_worker:
         amounts["nvidia.com/gpu"] = str(settings.gpus_per_worker)
-    return k8s.V1ResourceRequirements(requests=dict(amounts), limits=dict(amounts))
+    merged = merge_resources(amounts, settings.resources)
+    return k8s.V1ResourceRequirements(requests=merged["requests"], limits=merged["limits"])
 
 
 def _own_pvc_mount(settings: JobSettings) -> bool:

@@ -245,7 +245,23 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, e
     assert stored["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
 
 
-def test_task_resources_passed_through_by_kfp_replace_the_defaults():
+def _replica(settings: JobSettings) -> dict:
+    config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
+    return manifest_dict(build_job("j", "ns", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+
+
+def test_a_cpu_request_set_on_the_task_keeps_the_gpus_and_memory():
+    """`train_pytorchjob(gpus_per_worker=4)` with `.set_cpu_request("2")`: KFP passes through only
+    `{"requests": {"cpu": "2"}}`; the replicas must still ask for 4 GPUs (requests equal limits)."""
+    settings = JobSettings(image=TRAINER_IMAGE, gpus_per_worker=4, memory="16Gi", resources={"requests": {"cpu": "2"}})
+    (container,) = _replica(settings)["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": "4"},
+        "limits": {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": "4"},
+    }
+
+
+def test_task_resources_passed_through_by_kfp_merge_field_by_field():
     settings = JobSettings(
         image=TRAINER_IMAGE,
         resources={"limits": {"nvidia.com/gpu": "2", "cpu": "4"}, "requests": {"cpu": "2"}},
@@ -258,12 +274,12 @@ def test_task_resources_passed_through_by_kfp_replace_the_defaults():
         },
         extra_env=[{"name": "NCCL_DEBUG", "value": "INFO"}],
     )
-    config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
-    pod = manifest_dict(build_job("j", "ns", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    pod = _replica(settings)
     container = pod["spec"]["containers"][0]
+    # The task's accelerator limit (set_accelerator_limit) wins and its request follows it.
     assert container["resources"] == {
-        "limits": {"nvidia.com/gpu": "2", "cpu": "4"},
-        "requests": {"cpu": "2", "nvidia.com/gpu": "2"},
+        "limits": {"nvidia.com/gpu": "2", "cpu": "4", "memory": "8Gi"},
+        "requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "2"},
     }
     assert {"name": "NCCL_DEBUG", "value": "INFO"} in container["env"]
     assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
