@@ -87,6 +87,7 @@ def _trivial_server():
 def main() -> int:
     args = parser(__doc__).parse_args()
     import pyarrow.parquet as pq
+
     from mlworkloads.data import steps
     from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
     from mlworkloads.data.ingest import IngestConfig

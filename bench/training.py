@@ -19,6 +19,7 @@ from _common import Report, parser  # noqa: E402
 
 def _features(directory: str, rows: int | None) -> dict[str, str]:
     import pyarrow.parquet as pq
+
     from mlworkloads.data import steps
     from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
     from mlworkloads.data.ingest import IngestConfig
@@ -61,6 +62,7 @@ def ours_samples_per_second(features, out, epochs) -> float:
 def bare_samples_per_second(features, epochs) -> float:
     """A hand-written loop: same model, batch size, optimizer and in-memory tensors."""
     import torch
+
     from mlworkloads.training.model import TabularNet
     from mlworkloads.training.trainer import load_preprocessor, load_split
 

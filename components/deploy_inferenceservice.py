@@ -5,7 +5,8 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from mlworkloads.images import COMPONENT_IMAGE
+from mlworkloads.components._spec import with_input_default, with_step_resources
+from mlworkloads.images import COMPONENT_IMAGE, PREDICTOR_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -54,7 +55,8 @@ def deploy_inferenceservice(
         service_name: InferenceService name.
         namespace: Namespace; empty for the step's own.
         backend: "auto" (KServe inside a cluster, local otherwise), "kserve" or "local".
-        image: Predictor image; empty for the one matching this package's version.
+        image: Predictor image; the default is fixed when the pipeline is compiled
+            (`mlworkloads compile --registry ...`).
         service_account: Service account with the storage credentials for the model URI.
         image_pull_secrets: Secret names the predictor pods pull the image with (private registry).
         deployment_mode: "Knative" (canary by traffic percent) or "Standard" (spec.canary).
@@ -82,8 +84,6 @@ def deploy_inferenceservice(
     """
     from mlworkloads.serving.deploy_step import deploy_step
 
-    from mlworkloads.images import PREDICTOR_IMAGE
-
     return deploy_step(
         model_path=model.path,
         model_uri=model.uri,
@@ -92,7 +92,7 @@ def deploy_inferenceservice(
         settings={
             "name": service_name,
             "namespace": namespace,
-            "image": image or PREDICTOR_IMAGE,
+            "image": image,
             "service_account": service_account,
             "image_pull_secrets": image_pull_secrets or [],
             "deployment_mode": deployment_mode,
@@ -117,3 +117,7 @@ def deploy_inferenceservice(
         status_path=status.path,
         ready_timeout_seconds=ready_timeout_seconds,
     )
+
+
+with_input_default(deploy_inferenceservice, "image", PREDICTOR_IMAGE)
+with_step_resources(deploy_inferenceservice, "client")

@@ -5,6 +5,7 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
+from mlworkloads.components._spec import with_step_resources
 from mlworkloads.images import COMPONENT_IMAGE
 
 
@@ -77,3 +78,6 @@ def evaluate_model(
     # A single `Output`, not a NamedTuple: kfp.local resolves only a task's `Output` inside a
     # dsl.If condition, and the same YAML must run locally and in the cluster.
     return result.passed
+
+
+with_step_resources(evaluate_model, "table")

@@ -5,6 +5,7 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 
+from mlworkloads.components._spec import with_step_resources
 from mlworkloads.images import COMPONENT_IMAGE
 
 
@@ -67,3 +68,6 @@ def fit_preprocessor(
         {"train": train_features.path, "validation": validation_features.path, "test": test_features.path},
     )
     preprocessor.metadata.update(summary)
+
+
+with_step_resources(fit_preprocessor, "table")

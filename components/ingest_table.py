@@ -5,6 +5,7 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import Dataset, Markdown, Output
 
+from mlworkloads.components._spec import with_step_resources
 from mlworkloads.images import COMPONENT_IMAGE
 
 
@@ -55,3 +56,6 @@ def ingest_table(
         max_rows=max_rows,
     )
     dataset.metadata.update(ingest_step(config, dataset.path, report.path))
+
+
+with_step_resources(ingest_table, "table")

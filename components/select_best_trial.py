@@ -5,6 +5,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Input, Model
 
+from mlworkloads.components._spec import with_step_resources
 from mlworkloads.images import COMPONENT_IMAGE
 
 
@@ -32,3 +33,6 @@ def select_best_trial(
     best = select_best([dict(t.metadata) for t in trials], metric)
     print(f"best trial: {best}")
     return best["hidden_sizes"], best["learning_rate"], best["dropout"], best["metric"]
+
+
+with_step_resources(select_best_trial, "tiny")

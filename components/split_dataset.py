@@ -3,6 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
+from mlworkloads.components._spec import with_step_resources
 from mlworkloads.images import COMPONENT_IMAGE
 
 
@@ -46,3 +47,6 @@ def split_dataset(
     )
     for artifact, name in ((train, "train"), (validation, "validation"), (test, "test")):
         artifact.metadata.update(metadata[name])
+
+
+with_step_resources(split_dataset, "table")

@@ -3,6 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Markdown, Output, PipelineTaskFinalStatus
 
+from mlworkloads.components._spec import with_step_resources
 from mlworkloads.images import COMPONENT_IMAGE
 
 
@@ -25,28 +26,25 @@ def summarize_run(
         service_name: InferenceService the run deploys, checked for a left-over canary.
         namespace: Namespace of the run's jobs and service; empty for the step's own.
         webhook_url: Optional URL that receives {"text": ..., "state": ..., "run_id": ...}.
-        run_id: The pipeline run id (filled in by KFP).
+        run_id: The pipeline run id: pass `dsl.PIPELINE_JOB_ID_PLACEHOLDER` (KFP's backend fills
+            placeholders in task arguments only). Left as the default, the step reads the run
+            from its pod's `pipeline/runid` label, and cleans nothing up if it cannot.
 
     Returns:
         summary: Markdown run summary: final state, error, what was cleaned up, notification.
     """
-    from mlworkloads.data.run_summary import notify, summary_markdown
-    from mlworkloads.serving.cleanup import clean_up_serving
-    from mlworkloads.training.cleanup import clean_up_training
+    from mlworkloads.serving.exit_handler import summarize_run as summarize
 
-    state = status.state or "UNKNOWN"
-    cleaned = []
-    if state != "SUCCEEDED":
-        cleaned = clean_up_training(run_id, namespace) + clean_up_serving(service_name, namespace)
-    text = summary_markdown(state, run_id, status.pipeline_task_name or "", status.error_message or "", cleaned)
-    outcome = notify(
-        webhook_url,
-        {
-            "text": f"mlworkloads run {run_id}: {state}",
-            "state": state,
-            "run_id": run_id,
-            "error": status.error_message or "",
-        },
+    summarize(
+        state=status.state or "UNKNOWN",
+        run_id=run_id,
+        pipeline_task=status.pipeline_task_name or "",
+        error=status.error_message or "",
+        service_name=service_name,
+        namespace=namespace,
+        webhook_url=webhook_url,
+        summary_path=summary.path,
     )
-    with open(summary.path, "w", encoding="utf-8") as f:
-        f.write(text + f"\nNotification: {outcome}\n")
+
+
+with_step_resources(summarize_run, "tiny")

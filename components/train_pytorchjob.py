@@ -5,7 +5,8 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from mlworkloads.images import COMPONENT_IMAGE
+from mlworkloads.components._spec import with_input_default
+from mlworkloads.images import COMPONENT_IMAGE, TRAINER_IMAGE
 
 
 @dsl.component(
@@ -121,7 +122,8 @@ def train_pytorchjob(
         pvc_name: PVC for bridge="volume", mounted at pvc_mount in the step and the replicas.
         pvc_mount: Mount path of the PVC.
         workspace_path: The KFP workspace path, for bridge="workspace".
-        trainer_image: Trainer image; empty for the one matching this package's version.
+        trainer_image: Trainer image of the replicas; the default is fixed when the pipeline is
+            compiled (`mlworkloads compile --registry ...`).
         backoff_limit: Pod restarts before the job fails.
         ttl_seconds_after_finished: The operator deletes a finished job after this.
         active_deadline_seconds: Hard time limit of the job; 0 for none.
@@ -142,8 +144,6 @@ def train_pytorchjob(
     """
     from mlworkloads.training import launch
     from mlworkloads.training.report import curves_html
-
-    from mlworkloads.images import TRAINER_IMAGE
 
     passed = task_config or dsl.TaskConfig()
     summary = launch.train(
@@ -169,7 +169,7 @@ def train_pytorchjob(
         backend=backend,
         nproc_per_node=nproc_per_node,
         job={
-            "image": trainer_image or TRAINER_IMAGE,
+            "image": trainer_image,
             "namespace": namespace,
             "num_workers": num_workers,
             "nproc_per_node": nproc_per_node,
@@ -230,3 +230,6 @@ def train_pytorchjob(
     metrics.log_metric("epochs_run", summary["epochs_run"])
     with open(curves.path, "w", encoding="utf-8") as f:
         f.write(curves_html(summary["history"]))
+
+
+with_input_default(train_pytorchjob, "trainer_image", TRAINER_IMAGE)

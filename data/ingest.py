@@ -9,6 +9,7 @@ import re
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.tables import FORMATS, read_table
 

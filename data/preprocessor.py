@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from mlworkloads.data.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+
 from mlworkloads.data.ingest import column_summary, value_counts
 
 

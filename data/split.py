@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from mlworkloads.data.errors import DataError
 
 SPLITS = ("train", "validation", "test")

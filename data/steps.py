@@ -12,6 +12,7 @@ import logging
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from mlworkloads.data import preprocessor as pre
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.ingest import IngestConfig, ingest
@@ -71,6 +72,9 @@ def split_step(
     table = read_parquet(dataset_path, "input")
     splits = split_table(table, label_column, validation_fraction, test_fraction, seed, stratify)
     write_outputs(tables={outputs[name]: splits[name] for name in splits})
+    log.info(
+        "split %d rows into %s", table.num_rows, ", ".join(f"{name} {split.num_rows}" for name, split in splits.items())
+    )
     return {name: table_metadata(split) for name, split in splits.items()}
 
 
@@ -92,6 +96,13 @@ def preprocess_step(
             raise DataError(f"{name} split: {err}") from err
         tables[feature_paths[name]] = fitted.to_table(features, labels)
     write_outputs(texts={preprocessor_path: fitted.to_json()}, tables=tables)
+    log.info(
+        "fitted the preprocessor on %d rows: %d numeric and %d categorical features (%s task)",
+        splits["train"].num_rows,
+        len(fitted.numeric),
+        len(fitted.categorical),
+        fitted.task,
+    )
     return {
         "task": fitted.task,
         "numeric_columns": [c["name"] for c in fitted.numeric],

@@ -10,8 +10,9 @@ from typing import IO
 
 import fsspec
 from fsspec.core import url_to_fs
-from mlworkloads.data.errors import DataError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from mlworkloads.data.errors import DataError
 
 SCHEMES_HELP = "a local path, file://, http(s)://, s3:// or gs:// URI"
 

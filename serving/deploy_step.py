@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from mlworkloads.kube import label_value
 from mlworkloads.data.steps import read_parquet
 from mlworkloads.data.storage import artifact_uri
+from mlworkloads.kube import RUN_LABEL, label_value, resolve_run_id
 from mlworkloads.serving import deploy
 from mlworkloads.serving.inferenceservice import ServiceSettings
 from mlworkloads.training.export import load
@@ -35,7 +35,9 @@ def deploy_step(
     backend = deploy.resolve_backend(backend)
     model = load(model_path)
     version = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
-    labels = {"mlworkloads.io/pipeline-run": label_value(run_id), "mlworkloads.io/model-version": version}
+    if backend != "local":
+        run_id = resolve_run_id(run_id)
+    labels = {RUN_LABEL: label_value(run_id), "mlworkloads.io/model-version": version}
     service = ServiceSettings(model_uri=artifact_uri(model_uri), labels=labels, **settings)
     test_rows = read_parquet(test_path, "test")
     expected = read_parquet(predictions_path, "predictions")

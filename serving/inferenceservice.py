@@ -16,6 +16,7 @@ from kserve import (
     constants,
 )
 from kubernetes import client as k8s
+
 from mlworkloads.kube import is_name_list, merge_resources, snake_case_keys
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
@@ -115,9 +116,7 @@ class ServiceSettings:
         if not 1 <= self.canary_traffic_percent <= 100:
             raise ServiceConfigError(f"canary_traffic_percent={self.canary_traffic_percent}: expected 1 to 100.")
         if not isinstance(self.resources, dict) or set(self.resources) - {"requests", "limits"}:
-            raise ServiceConfigError(
-                f"resources={self.resources!r}: expected a dict with 'requests' and/or 'limits'."
-            )
+            raise ServiceConfigError(f"resources={self.resources!r}: expected a dict with 'requests' and/or 'limits'.")
         for name in ("gpus", "scale_target", "timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ServiceConfigError(f"{name}={getattr(self, name)}: expected 0 or more.")

@@ -18,11 +18,12 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from mlworkloads.data.preprocessor import SMALL_BATCH
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from mlworkloads.data.preprocessor import SMALL_BATCH
 
 
 class BatchHistogram(Collector):

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+
 from mlworkloads.data.preprocessor import SMALL_BATCH, Features, Preprocessor
 
 #: Name of the V2 input that carries already-preprocessed features as one FP32 tensor.

@@ -14,13 +14,14 @@ import torch
 from kserve import Model
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferRequest, InferResponse
+from prometheus_client import Counter
+from threadpoolctl import threadpool_limits
+
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.preprocessor import SMALL_BATCH, Features
 from mlworkloads.serving import payload as formats
 from mlworkloads.serving.metrics import BatchHistogram
 from mlworkloads.training.export import LoadedModel, load
-from prometheus_client import Counter
-from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 

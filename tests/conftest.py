@@ -10,6 +10,7 @@ import threading
 
 import pyarrow as pa
 import pytest
+
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.data.ingest import IngestConfig, ingest
 
@@ -101,6 +102,7 @@ def flights_sample(flights_table) -> pa.Table:
 def prepare_features(table: pa.Table, directory, label: str = "late") -> dict[str, str]:
     """Runs split and preprocess on `table`; returns the paths the trainer reads."""
     import pyarrow.parquet as pq
+
     from mlworkloads.data import steps
     from mlworkloads.data.preprocessor import PreprocessorOptions
 

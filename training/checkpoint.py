@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import torch
+
 from mlworkloads.data.storage import atomic_open, filesystem
 
 log = logging.getLogger(__name__)

@@ -8,17 +8,12 @@ import os
 log = logging.getLogger(__name__)
 
 
-def in_cluster_or_configured() -> bool:
-    return "KUBERNETES_SERVICE_HOST" in os.environ or bool(os.environ.get("KUBECONFIG"))
-
-
 def clean_up_training(run_id: str, namespace: str) -> list[str]:
     """Deletes the run's PyTorchJobs; reports what it did. Never raises: clean-up must not fail a run."""
-    if not in_cluster_or_configured():
-        return ["local run: its training processes stopped with their step"]
     try:
         from kubeflow.training import TrainingClient
         from kubeflow.training.utils.utils import get_default_target_namespace
+
         from mlworkloads.training.pytorchjob import delete_run_jobs
 
         ns = namespace or get_default_target_namespace()

@@ -5,20 +5,24 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import logging
 import operator
 import re
 
 import numpy as np
 import pyarrow as pa
+from sklearn import metrics as skm
+
 from mlworkloads.data import metrics as quality
 from mlworkloads.data.errors import DataError
 from mlworkloads.training.export import LoadedModel
-from sklearn import metrics as skm
 
 _COMPARISON = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 _OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 #: Metrics where a lower value is better (for the champion comparison).
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+
+log = logging.getLogger(__name__)
 
 
 def parse_thresholds(thresholds: dict[str, str]) -> dict[str, tuple[str, float]]:
@@ -106,6 +110,7 @@ def evaluate(
         )
     if not reasons:
         reasons.append("no thresholds and no champion: passed by default")
+    log.info("gate %s: %s", "passed" if passed else "failed", "; ".join(reasons))
     evaluation = Evaluation(
         task=task,
         metrics=result,

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import special
+
 from mlworkloads.data.preprocessor import Columns, Preprocessor
 from mlworkloads.data.storage import atomic_open, filesystem
 from mlworkloads.training.inference import Forward, forward_function
 from mlworkloads.training.model import build_model, feature_spec
-from scipy import special
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "model.json"

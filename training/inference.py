@@ -24,8 +24,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from mlworkloads.training.model import TabularNet
 from torch import nn
+
+from mlworkloads.training.model import TabularNet
 
 #: (numeric (n, width) float32, categorical (n, columns) int64) -> logits (n, outputs) float32
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]

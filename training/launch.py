@@ -32,6 +32,8 @@ from mlworkloads.training.local import run_torchrun
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "local", "pytorchjob")
+#: The local backend's scratch directory (checkpoints, the exported model) beside the output.
+WORK_DIR_NAME = "training-work"
 BRIDGES = ("artifacts", "volume", "workspace")
 
 
@@ -90,7 +92,7 @@ def train(
         raise ConfigError(f"bridge={bridge!r}: expected one of {list(BRIDGES)}.")
     if os.path.exists(model_dir) and os.listdir(model_dir):
         raise ConfigError(f"the output model directory {model_dir!r} is not empty.")
-    work_dir = os.path.join(os.path.dirname(os.path.abspath(model_dir)), "training-work")
+    work_dir = os.path.join(os.path.dirname(os.path.abspath(model_dir)), WORK_DIR_NAME)
     if backend == "local":
         config = _config(
             training,
@@ -179,6 +181,7 @@ def _config(training: dict[str, Any], train_uri, validation_uri, preprocessor_ur
 def _check_label(config: TrainConfig) -> None:
     """Fails before launch when the features lack the encoded label (wrong artifact wired in)."""
     import pyarrow.parquet as pq
+
     from mlworkloads.data.preprocessor import LABEL_COLUMN
 
     for name, uri in (("train", config.train_uri), ("validation", config.validation_uri)):
@@ -227,12 +230,18 @@ def _train_on_cluster(
 ) -> dict[str, Any]:
     from kubeflow.training import TrainingClient
     from kubeflow.training.utils.utils import get_default_target_namespace
-    from mlworkloads.kube import RUN_LABEL, label_value
+
+    from mlworkloads.kube import RUN_LABEL, label_value, resolve_run_id, resolve_task_name
     from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job, job_name
 
     settings = JobSettings(max_restarts=max_restarts, **job)
+    run_id = resolve_run_id(run_id)
     settings.labels = {**settings.labels, RUN_LABEL: label_value(run_id)}
-    name = job_name(run_id, task_name, json.dumps(training, sort_keys=True))
+    # The model's output URI is unique per task execution (KFP salts it per driver run) and kept
+    # when a pod is retried: with the config it tells apart ParallelFor iterations and a team's
+    # tasks that left task_name as the placeholder.
+    identity = json.dumps({"training": training, "model_uri": model_uri}, sort_keys=True)
+    name = job_name(run_id, resolve_task_name(task_name, "train-pytorchjob"), identity)
     namespace = settings.namespace or get_default_target_namespace()
     if bridge in ("volume", "workspace"):
         staging = os.path.join(_shared_root(bridge, settings, workspace_path), name)

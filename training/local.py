@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 
 import psutil
+
 from mlworkloads.training.checkpoint import latest_pointer
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.logs import digest

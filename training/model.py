@@ -6,8 +6,9 @@ import importlib
 from typing import Any
 
 import torch
-from mlworkloads.training.config import ConfigError
 from torch import nn
+
+from mlworkloads.training.config import ConfigError
 
 
 class TabularNet(nn.Module):

@@ -22,7 +22,16 @@ from kubeflow.training.constants import constants as kf
 from kubeflow.training.utils.utils import FakeResponse
 from kubernetes import client as k8s
 from kubernetes import watch
-from mlworkloads.kube import RUN_LABEL, api_status, forbidden, is_name_list, label_value, merge_resources, snake_case_keys
+
+from mlworkloads.kube import (
+    RUN_LABEL,
+    api_status,
+    forbidden,
+    is_name_list,
+    label_value,
+    merge_resources,
+    snake_case_keys,
+)
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.logs import digest
 
@@ -155,7 +164,6 @@ def job_name(run_id: str, task_name: str, config: str = "", prefix: str = "train
     return f"{prefix}-{slug}-{digest}" if slug else f"{prefix}-{digest}"
 
 
-
 def build_job(name: str, namespace: str, settings: JobSettings, config: TrainConfig) -> models.KubeflowOrgV1PyTorchJob:
     """The PyTorchJob, from the kubeflow-training SDK's typed models."""
     labels = {**settings.labels, "app.kubernetes.io/managed-by": "mlworkloads"}
@@ -277,7 +285,7 @@ def permission_hint(err: BaseException, verb: str, resource: str, namespace: str
     """Turns a 403 into an error that says which permission is missing."""
     hint = (
         f"Apply the Role and RoleBinding of training/rbac.yaml to that namespace: "
-        f"`mlworkloads rbac | kubectl apply -n {namespace} -f -`."
+        f"`mlworkloads rbac -n {namespace} --service-account <sa> | kubectl apply -f -`."
     )
     return forbidden(err, verb, resource, namespace, hint) or err
 

@@ -19,15 +19,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
 from mlworkloads.data import metrics as quality
 from mlworkloads.data.preprocessor import Preprocessor
 from mlworkloads.data.storage import atomic_open, read_bytes
 from mlworkloads.training import checkpoint, distributed, export
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.model import build_model, feature_spec
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 
 
 def _process_age() -> float:

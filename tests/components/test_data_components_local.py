@@ -8,6 +8,7 @@ import kfp.local
 import pyarrow.parquet as pq
 import pytest
 from kfp import dsl
+
 from mlworkloads.components import fit_preprocessor, ingest_table, split_dataset
 
 CSV = "carrier,arr_delay,distance\n" + "".join(

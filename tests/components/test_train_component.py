@@ -7,6 +7,7 @@ import pathlib
 import kfp.local
 import pytest
 from kfp import dsl
+
 from mlworkloads.components import fit_preprocessor, ingest_table, split_dataset, train_pytorchjob
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 

@@ -1,5 +1,6 @@
 import pyarrow.compute as pc
 import pytest
+
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.data.ingest import IngestConfig, ingest

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from mlworkloads.data import preprocessor as pre
 from mlworkloads.data.errors import DataError
 

@@ -2,6 +2,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.split import split_table
 

@@ -5,6 +5,7 @@ import zipfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from mlworkloads.data import tables
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.flights import FLIGHTS_ROWS, FLIGHTS_URI, flights_path

@@ -4,11 +4,11 @@ import json
 import pathlib
 
 import pytest
+
 from mlworkloads.data.errors import DataError
+from mlworkloads.local_run import find_output, run_locally
 from mlworkloads.pipelines import PIPELINES
 from mlworkloads.training.sweep import select_best
-
-from mlworkloads.local_run import find_output, run_locally
 
 
 @pytest.mark.e2e

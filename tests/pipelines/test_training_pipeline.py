@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from mlworkloads.pipelines import PIPELINES
 
 from mlworkloads.local_run import find_output, run_locally
+from mlworkloads.pipelines import PIPELINES
 
 SMALL = {
     "max_rows": 30000,

@@ -5,15 +5,15 @@ import pathlib
 import shutil
 
 from kserve.errors import InvalidInput
+from typer.testing import CliRunner
+
+from mlworkloads.cli import app
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.preprocessor import Preprocessor
 from mlworkloads.data.tables import read_table
 from mlworkloads.serving import payload
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.export import ModelDirError, load
-from typer.testing import CliRunner
-
-from mlworkloads.cli import app
 
 
 def _file(tmp, name, content):

@@ -6,12 +6,12 @@ import time
 import httpx
 import pyarrow.parquet as pq
 import pytest
+
+from mlworkloads.images import PREDICTOR_IMAGE
 from mlworkloads.serving import deploy
 from mlworkloads.serving.inferenceservice import ServiceSettings
 from mlworkloads.training.evaluation import evaluate
 from mlworkloads.training.export import load
-
-from mlworkloads.images import PREDICTOR_IMAGE
 
 
 def _deploy(model_dir, rows, expected):

@@ -10,6 +10,7 @@ import httpx
 import psutil
 import pyarrow.parquet as pq
 import pytest
+
 from mlworkloads.training.export import load
 
 DURATION_SECONDS = float(os.environ.get("MLWORKLOADS_LOAD_SECONDS", "30"))

@@ -6,11 +6,11 @@ import pathlib
 
 import pyarrow.parquet as pq
 import pytest
+
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.data.ingest import IngestConfig, ingest
-from mlworkloads.pipelines import PIPELINES
-
 from mlworkloads.local_run import run_locally
+from mlworkloads.pipelines import PIPELINES
 
 REPO = pathlib.Path(__file__).parents[2]
 
@@ -77,9 +77,8 @@ def test_the_images_run_as_a_non_root_user():
 
 
 def test_the_inferenceservice_runs_non_root_without_privilege_escalation():
-    from mlworkloads.serving.inferenceservice import ServiceSettings, as_dict, build
-
     from mlworkloads.images import PREDICTOR_IMAGE
+    from mlworkloads.serving.inferenceservice import ServiceSettings, as_dict, build
 
     manifest = as_dict(build(ServiceSettings(name="m", image=PREDICTOR_IMAGE, model_uri="s3://b/m"), "ns"))
     context = manifest["spec"]["predictor"]["containers"][0]["securityContext"]

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 import torch
+
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.ingest import IngestConfig
 from mlworkloads.data.steps import ingest_step

@@ -9,6 +9,7 @@ import time
 import psutil
 import pytest
 import torch
+
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.local import TrainingFailed, run_torchrun
 

@@ -6,13 +6,13 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support import rbac
+
+from mlworkloads.images import PREDICTOR_IMAGE
 from mlworkloads.serving import deploy
 from mlworkloads.serving.inferenceservice import ServiceSettings
 from mlworkloads.training.evaluation import evaluate
 from mlworkloads.training.export import load
-from support import rbac
-
-from mlworkloads.images import PREDICTOR_IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,7 @@ def test_a_forbidden_create_says_which_permission_is_missing(sample_model, test_
 
 def test_the_live_services_model_is_found_for_the_champion_comparison(sample_model, emulated_cluster):
     from kserve import KServeClient
+
     from mlworkloads.serving.inferenceservice import build
 
     manifest = build(ServiceSettings(name="champ", image=PREDICTOR_IMAGE, model_uri="s3://m/v1"), "default")

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from mlworkloads.serving.metrics import BatchHistogram
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from mlworkloads.serving.metrics import BatchHistogram
 
 BUCKETS = (0.1, 0.5, 0.9, 1.0)
 

@@ -6,6 +6,7 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
 from mlworkloads.training.export import load
 
 

@@ -2,6 +2,7 @@
 
 import pyarrow.parquet as pq
 import pytest
+
 from mlworkloads.data.errors import DataError
 from mlworkloads.training.evaluation import evaluate, parse_thresholds, report_html
 from mlworkloads.training.export import load

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from mlworkloads.training.export import scores_from_logits
 from mlworkloads.training.inference import FoldedTabularNet, fold, forward_function
 from mlworkloads.training.model import TabularNet
-from torch import nn
 
 
 def _net(numeric_width=6, cardinalities=(4, 9, 2), output_size=1, hidden_sizes=(16, 8), seed=0, **kwargs):

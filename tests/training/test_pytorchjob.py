@@ -6,6 +6,9 @@ import pathlib
 
 import pytest
 from kubeflow.training import TrainingClient
+from support import rbac
+
+from mlworkloads.images import TRAINER_IMAGE
 from mlworkloads.training import launch
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.pytorchjob import (
@@ -16,9 +19,6 @@ from mlworkloads.training.pytorchjob import (
     job_name,
     manifest_dict,
 )
-from support import rbac
-
-from mlworkloads.images import TRAINER_IMAGE
 
 TRAINING = {"epochs": 1, "batch_size": 512, "hidden_sizes": [32]}
 

@@ -10,6 +10,7 @@ import time
 import psutil
 import pytest
 import torch
+
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.local import TrainingFailed, kill_tree, run_torchrun, torchrun_command
 from mlworkloads.training.trainer import run

@@ -1,0 +1,120 @@
+"""Task wiring the pipelines share: the data steps, and evaluate -> gate -> deploy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kfp import dsl
+
+from mlworkloads.components import (
+    deploy_inferenceservice,
+    evaluate_model,
+    fit_preprocessor,
+    ingest_table,
+    split_dataset,
+)
+from mlworkloads.pipelines._platform import label_pods, use_storage_secret
+
+#: KFP's backend substitutes runtime placeholders in task arguments only, never in a
+#: component input's default (backend/src/v2/driver/resolve.go): every task that names
+#: objects after its run passes them explicitly.
+RUN_SCOPED = {"run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "task_name": dsl.PIPELINE_TASK_NAME_PLACEHOLDER}
+
+
+@dataclasses.dataclass
+class DataTasks:
+    ingest: dsl.PipelineTask
+    split: dsl.PipelineTask
+    preprocess: dsl.PipelineTask
+
+
+def add_data_steps(
+    *,
+    source_uri,
+    label_column,
+    derived_columns,
+    drop_columns,
+    row_filter,
+    max_rows,
+    validation_fraction,
+    test_fraction,
+    seed,
+    categorical_columns,
+    max_categories,
+) -> DataTasks:
+    """Adds the three data tasks to the pipeline being defined (arguments are its channels)."""
+    ingest = ingest_table(
+        source_uri=source_uri,
+        label_column=label_column,
+        derived_columns=derived_columns,
+        drop_columns=drop_columns,
+        row_filter=row_filter,
+        max_rows=max_rows,
+    )
+    # No task-level retry: KFP would retry bad input too (a wrong column, a missing file) and
+    # bury its message under three attempts. Reads retry passing storage faults themselves.
+    split = split_dataset(
+        dataset=ingest.outputs["dataset"],
+        label_column=label_column,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    preprocess = fit_preprocessor(
+        train=split.outputs["train"],
+        validation=split.outputs["validation"],
+        test=split.outputs["test"],
+        label_column=label_column,
+        categorical_columns=categorical_columns,
+        max_categories=max_categories,
+    )
+    return DataTasks(ingest=ingest, split=split, preprocess=preprocess)
+
+
+def add_evaluate_and_deploy(
+    *,
+    train,
+    split,
+    thresholds,
+    champion_service,
+    min_improvement,
+    service_name,
+    namespace,
+    deploy_backend,
+    canary_traffic_percent,
+    min_replicas,
+    max_replicas,
+    storage_secret,
+    image_pull_secrets,
+):
+    """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy)."""
+    evaluate = evaluate_model(
+        model=train.outputs["model"],
+        test=split.outputs["test"],
+        thresholds=thresholds,
+        champion_service=champion_service,
+        namespace=namespace,
+        min_improvement=min_improvement,
+    )
+    evaluate.set_caching_options(False)
+    use_storage_secret(evaluate, storage_secret)
+    with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
+        deploy = deploy_inferenceservice(
+            model=train.outputs["model"],
+            test=split.outputs["test"],
+            predictions=evaluate.outputs["predictions"],
+            service_name=service_name,
+            namespace=namespace,
+            backend=deploy_backend,
+            canary_traffic_percent=canary_traffic_percent,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            image_pull_secrets=image_pull_secrets,
+            run_id=RUN_SCOPED["run_id"],
+        )
+        # No task-level retry: a canary that answered wrongly once answers wrongly again, and a
+        # retried step would redeploy it. The deployer retries API calls that fail in passing.
+        deploy.set_caching_options(False)
+        use_storage_secret(deploy, storage_secret)
+    label_pods(evaluate, deploy)
+    return evaluate, deploy
