@@ -12,6 +12,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from mlworkloads import artifact_store
 from mlworkloads.data.errors import DataError
 
 SCHEMES_HELP = "a local path, file://, http(s)://, s3:// or gs:// URI"
@@ -41,9 +42,28 @@ def artifact_uri(uri: str) -> str:
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """Returns the fsspec filesystem for `uri` and the path inside it.
 
+    URIs in KFP's artifact store (`minio://...`, or `s3://` of its bucket) are opened with the
+    store's endpoint and keys (`mlworkloads.artifact_store`); every other URI with fsspec's own
+    resolution, i.e. the credentials of the environment.
+
     Raises:
-        DataError: when the scheme's filesystem package is not installed.
+        DataError: when the scheme's filesystem package is not installed, or a `minio://` URI
+            meets no configured artifact store.
     """
+    if uri.startswith(("minio://", "s3://")):
+        try:
+            store = artifact_store.current()
+        except artifact_store.ArtifactStoreError as err:
+            if uri.startswith("minio://"):
+                raise DataError(f"cannot open {uri!r}: {err}") from err
+            store = None  # a team's own s3:// data does not need KFP's store
+        if store is not None and store.covers(uri):
+            return _store_filesystem(store), artifact_uri(uri).removeprefix("s3://")
+        if uri.startswith("minio://"):
+            raise DataError(
+                f"cannot open {uri!r}: no KFP artifact store is configured here (outside a KFP pod, set "
+                f"{artifact_store.STORE_ENV} and its keys)."
+            )
     try:
         return url_to_fs(uri)
     except (ImportError, ValueError) as err:
@@ -51,6 +71,13 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
             f"cannot open {uri!r}: {err}. Expected {SCHEMES_HELP}; for s3:// install "
             "`mlworkloads[s3]`, for gs:// `mlworkloads[gcs]`."
         ) from err
+
+
+def _store_filesystem(store: artifact_store.ArtifactStore) -> fsspec.AbstractFileSystem:
+    try:
+        return fsspec.filesystem("s3", **store.storage_options())
+    except ImportError as err:
+        raise DataError("the artifact store is S3: install `mlworkloads[s3]` (s3fs).") from err
 
 
 def local_file(uri: str) -> str | None:

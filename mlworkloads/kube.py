@@ -177,3 +177,24 @@ def resolve_task_name(task_name: str, fallback: str) -> str:
     keeps across a retried pod, so the fallback never makes two tasks share a job.
     """
     return fallback if is_placeholder(task_name) or not task_name else task_name
+
+
+def service_proxy_client(api_client, namespace: str, service: str, port: str, timeout: float = 30.0):
+    """An httpx client whose base URL is the API server's proxy to `service`'s `port`.
+
+    `/api/v1/namespaces/{ns}/services/{service}:{port}/proxy/...` reaches the Service's ready
+    endpoints from wherever the Kubernetes API is reachable, with the caller's credentials
+    (RBAC: `services/proxy`), so a check of one Deployment's pods needs no cluster DNS.
+    """
+    import httpx
+
+    config = api_client.configuration
+    authorization = config.get_api_key_with_prefix("authorization") or config.get_api_key_with_prefix("BearerToken")
+    cert = (config.cert_file, config.key_file) if config.cert_file else None
+    return httpx.Client(
+        base_url=f"{config.host.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy",
+        headers={"Authorization": authorization} if authorization else None,
+        verify=(config.ssl_ca_cert or True) if config.verify_ssl else False,
+        cert=cert,
+        timeout=timeout,
+    )

@@ -13,7 +13,7 @@ from mlworkloads.components import (
     ingest_table,
     split_dataset,
 )
-from mlworkloads.pipelines._platform import label_pods, use_storage_secret
+from mlworkloads.pipelines._platform import label_pods
 
 #: KFP's backend substitutes runtime placeholders in task arguments only, never in a
 #: component input's default (backend/src/v2/driver/resolve.go): every task that names
@@ -84,7 +84,6 @@ def add_evaluate_and_deploy(
     canary_traffic_percent,
     min_replicas,
     max_replicas,
-    storage_secret,
     image_pull_secrets,
 ):
     """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy)."""
@@ -97,7 +96,6 @@ def add_evaluate_and_deploy(
         min_improvement=min_improvement,
     )
     evaluate.set_caching_options(False)
-    use_storage_secret(evaluate, storage_secret)
     with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
         deploy = deploy_inferenceservice(
             model=train.outputs["model"],
@@ -115,6 +113,5 @@ def add_evaluate_and_deploy(
         # No task-level retry: a canary that answered wrongly once answers wrongly again, and a
         # retried step would redeploy it. The deployer retries API calls that fail in passing.
         deploy.set_caching_options(False)
-        use_storage_secret(deploy, storage_secret)
     label_pods(evaluate, deploy)
     return evaluate, deploy

@@ -4,7 +4,7 @@ from kfp import dsl
 
 from mlworkloads.components import select_best_trial, summarize_run, train_pytorchjob
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
-from mlworkloads.pipelines._platform import label_pods, place_training_replicas, use_storage_secret
+from mlworkloads.pipelines._platform import label_pods, place_training_replicas
 from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
 
 DEFAULT_CONFIGURATIONS = [
@@ -35,7 +35,6 @@ def sweep_pipeline(
     gpus_per_worker: int = 0,
     training_node_selector: dict = {},
     training_tolerations: list = [],
-    storage_secret: str = "mlpipeline-minio-artifact",
     image_pull_secrets: list = [],
     thresholds: dict = {"roc_auc": ">=0.70"},
     champion_service: str = "",
@@ -66,7 +65,6 @@ def sweep_pipeline(
         gpus_per_worker: GPUs per replica.
         training_node_selector: Node selector of the training replicas.
         training_tolerations: Tolerations of the training replicas.
-        storage_secret: Secret with the object-store keys `accesskey`/`secretkey`.
         image_pull_secrets: Secret names the training replicas and predictor pods pull their images
             with, for a private registry (the steps pull with the pipeline's service account).
         thresholds: Gate on test metrics of the final model.
@@ -95,7 +93,6 @@ def sweep_pipeline(
             categorical_columns=categorical_columns,
             max_categories=100,
         )
-        use_storage_secret(data.ingest, storage_secret)
         features = {
             "train_features": data.preprocess.outputs["train_features"],
             "validation_features": data.preprocess.outputs["validation_features"],
@@ -107,7 +104,6 @@ def sweep_pipeline(
             "num_workers": num_workers,
             "gpus_per_worker": gpus_per_worker,
             "namespace": namespace,
-            "storage_secret": storage_secret,
             "image_pull_secrets": image_pull_secrets,
             **RUN_SCOPED,
         }
@@ -121,7 +117,6 @@ def sweep_pipeline(
                 dropout=configuration.dropout,
             )
             trial.set_caching_options(False)
-            use_storage_secret(trial, storage_secret)
             place_training_replicas(trial, training_node_selector, training_tolerations)
         best = select_best_trial(trials=dsl.Collected(trial.outputs["model"]), metric=selection_metric)
         final = train_pytorchjob(
@@ -133,7 +128,6 @@ def sweep_pipeline(
             dropout=best.outputs["dropout"],
         )
         final.set_caching_options(False)
-        use_storage_secret(final, storage_secret)
         place_training_replicas(final, training_node_selector, training_tolerations)
         label_pods(data.ingest, data.split, data.preprocess, trial, best, final)
         add_evaluate_and_deploy(
@@ -148,7 +142,6 @@ def sweep_pipeline(
             canary_traffic_percent=canary_traffic_percent,
             min_replicas=1,
             max_replicas=3,
-            storage_secret=storage_secret,
             image_pull_secrets=image_pull_secrets,
         )
     label_pods(exit_task)

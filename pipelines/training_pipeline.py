@@ -4,7 +4,7 @@ from kfp import dsl
 
 from mlworkloads.components import summarize_run, train_pytorchjob
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
-from mlworkloads.pipelines._platform import label_pods, place_training_replicas, use_storage_secret
+from mlworkloads.pipelines._platform import label_pods, place_training_replicas
 from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
 
 
@@ -34,7 +34,6 @@ def training_pipeline(
     gpus_per_worker: int = 0,
     training_node_selector: dict = {},
     training_tolerations: list = [],
-    storage_secret: str = "mlpipeline-minio-artifact",
     image_pull_secrets: list = [],
     thresholds: dict = {"roc_auc": ">=0.70"},
     champion_service: str = "",
@@ -79,7 +78,6 @@ def training_pipeline(
         training_node_selector: Node selector of the training replicas, e.g.
             {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
         training_tolerations: Tolerations of the training replicas (Kubernetes toleration objects).
-        storage_secret: Secret with the object-store keys `accesskey`/`secretkey` (KFP's default).
         image_pull_secrets: Secret names the training replicas and predictor pods pull their images
             with, for a private registry. The steps' own pods pull with the pipeline's service
             account: add the same Secret to its `imagePullSecrets`.
@@ -111,7 +109,6 @@ def training_pipeline(
             categorical_columns=categorical_columns,
             max_categories=max_categories,
         )
-        use_storage_secret(data.ingest, storage_secret)
         train = train_pytorchjob(
             train_features=data.preprocess.outputs["train_features"],
             validation_features=data.preprocess.outputs["validation_features"],
@@ -128,12 +125,10 @@ def training_pipeline(
             nproc_per_node=nproc_per_node,
             gpus_per_worker=gpus_per_worker,
             namespace=namespace,
-            storage_secret=storage_secret,
             image_pull_secrets=image_pull_secrets,
             **RUN_SCOPED,
         )
         train.set_caching_options(False)
-        use_storage_secret(train, storage_secret)
         place_training_replicas(train, training_node_selector, training_tolerations)
         label_pods(data.ingest, data.split, data.preprocess, train)
         add_evaluate_and_deploy(
@@ -148,7 +143,6 @@ def training_pipeline(
             canary_traffic_percent=canary_traffic_percent,
             min_replicas=min_replicas,
             max_replicas=max_replicas,
-            storage_secret=storage_secret,
             image_pull_secrets=image_pull_secrets,
         )
     label_pods(exit_task)

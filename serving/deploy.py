@@ -24,14 +24,17 @@ import httpx
 import psutil
 import pyarrow as pa
 
-from mlworkloads.kube import api_status, forbidden
+from mlworkloads.kube import api_status, forbidden, service_proxy_client
 from mlworkloads.serving.inferenceservice import (
+    HTTP_PORT_NAME,
     MODEL_URI_ANNOTATION,
     ServiceConfigError,
     ServiceSettings,
     as_dict,
     build,
+    canary_predictor_name,
     canary_update,
+    predictor_service,
     promoted,
     typed,
 )
@@ -230,6 +233,29 @@ def _conditions(service: dict[str, Any]) -> str:
     )
 
 
+def _check(
+    client,
+    service: dict[str, Any],
+    settings: ServiceSettings,
+    namespace: str,
+    predictor: str | None,
+    smoke: Callable[..., Any],
+):
+    """Smoke-tests one predictor of `service`.
+
+    Knative: the revision behind the `latest` traffic tag (its own URL). Standard: the
+    Deployment of `predictor` through the API server's proxy to its Service, since the
+    canary and the stable predictor share the service's own URL.
+    """
+    if settings.deployment_mode == "Knative":
+        return smoke(endpoint(service), None)
+    api = client.api_instance.api_client
+    with service_proxy_client(
+        api, namespace, predictor_service(settings.name, predictor or ""), HTTP_PORT_NAME
+    ) as http:
+        return smoke(str(http.base_url), http)
+
+
 def deploy_kserve(
     settings: ServiceSettings,
     test_rows: pa.Table,
@@ -251,8 +277,8 @@ def deploy_kserve(
     client = client or _client()
     live = _get_or_none(client, settings.name, namespace)
 
-    def check(service: dict[str, Any]):
-        return smoke_test(endpoint(service), settings.name, test_rows, expected, feature_columns, classes)
+    def smoke(base: str, http):
+        return smoke_test(base, settings.name, test_rows, expected, feature_columns, classes, client=http)
 
     if live is None:
         service_object = build(settings, namespace)
@@ -263,7 +289,7 @@ def deploy_kserve(
             service = _wait(
                 client, settings.name, namespace, created["metadata"].get("generation", 1), ready_timeout, poll_interval
             )
-            check(service)
+            _check(client, service, settings, namespace, manifest["spec"]["predictor"].get("name"), smoke)
         except (DeployFailed, SmokeTestFailed) as err:
             _call(lambda: client.delete(settings.name, namespace=namespace), "delete", namespace)
             raise DeployFailed(f"the new InferenceService {namespace}/{settings.name} was deleted: {err}") from err
@@ -279,8 +305,13 @@ def deploy_kserve(
         f"(generation {generation})"
     )
     try:
-        service = _wait(client, settings.name, namespace, generation, ready_timeout, poll_interval)
-        result = check(service)
+        if settings.deployment_mode == "Knative":
+            service = _wait(client, settings.name, namespace, generation, ready_timeout, poll_interval)
+            result = _check(client, service, settings, namespace, None, smoke)
+        else:
+            canary = canary_predictor_name(manifest)
+            service = _wait_canary(client, settings.name, namespace, generation, canary, ready_timeout, poll_interval)
+            result = _check(client, service, settings, namespace, canary, smoke)
         echo(f"canary smoke test passed: {result.rows} rows, max difference {result.max_difference:.2g}")
     except (DeployFailed, SmokeTestFailed) as err:
         _rollback(client, settings, namespace, previous_spec, echo)
@@ -294,6 +325,30 @@ def deploy_kserve(
     )
     echo(f"promoted the canary of {namespace}/{settings.name} to 100% of traffic")
     return {"manifest": final, "status": service["status"], "url": service["status"].get("url")}
+
+
+def _wait_canary(
+    client, name: str, namespace: str, generation, canary: str, timeout: int, poll_interval: int
+) -> dict[str, Any]:
+    """Waits until KServe has reconciled `generation` and reports the Standard-mode canary ready.
+
+    The service's Ready condition does not wait for a canary: KServe reports it apart, in
+    `status.canaryStatuses` and the `CanaryPredictorReady` condition.
+    """
+    deadline = time.monotonic() + timeout
+    service: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        service = _call(lambda: client.get(name, namespace=namespace), "get", namespace)
+        status = service.get("status") or {}
+        reconciled = (status.get("observedGeneration") or 0) >= (generation or 0)
+        entry = next((c for c in status.get("canaryStatuses") or [] if c.get("name") == canary), None)
+        if reconciled and entry and entry.get("ready"):
+            return service
+        time.sleep(poll_interval)
+    raise DeployFailed(
+        f"the canary {canary!r} of InferenceService {namespace}/{name} (generation {generation}) was not ready "
+        f"within {timeout} s: {_conditions(service)}"
+    )
 
 
 def _get_or_none(client, name: str, namespace: str) -> dict[str, Any] | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import re
 from typing import Any
 
 from kserve import (
-    V1beta1CanarySpec,
     V1beta1InferenceService,
     V1beta1InferenceServiceSpec,
     V1beta1LoggerSpec,
@@ -26,6 +26,12 @@ SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
 MODEL_URI_ANNOTATION = "mlworkloads.io/model-uri"
 #: Where KServe's storage initializer puts `STORAGE_URI` for a custom container.
 MODEL_MOUNT = "/mnt/models"
+#: The predictor's port name: Knative accepts only "http1" or "h2c", and in Standard mode KServe
+#: names the Service port after it (the service proxy path uses it).
+HTTP_PORT_NAME = "http1"
+#: Fields KServe's webhook refuses on a Standard-mode canary, which runs fixed replicas
+#: (`validateCanarySpecs`, pkg/apis/serving/v1beta1/inference_service_validation.go, v0.20.0).
+CANARY_REFUSED_FIELDS = ("maxReplicas", "minReplicas", "scaleMetric", "scaleTarget", "autoScaling")
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")
 
 
@@ -143,13 +149,16 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
         ],
         # STORAGE_URI makes KServe run its storage initializer for a custom container.
         env=[k8s.V1EnvVar(name="STORAGE_URI", value=settings.model_uri)],
-        ports=[k8s.V1ContainerPort(container_port=8080, protocol="TCP")],
+        ports=[k8s.V1ContainerPort(name=HTTP_PORT_NAME, container_port=8080, protocol="TCP")],
         resources=k8s.V1ResourceRequirements(**merge_resources(amounts, settings.resources)),
         security_context=k8s.V1SecurityContext(
             run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False
         ),
     )
     return V1beta1PredictorSpec(
+        # Standard mode names the predictor's Deployment and Service after this
+        # ({isvc}-{name}-predictor); a canary is promoted by taking over the stable name.
+        name=predictor_name(settings.model_uri) if settings.deployment_mode == "Standard" else None,
         containers=[container],
         service_account_name=settings.service_account or None,
         image_pull_secrets=[k8s.V1LocalObjectReference(name=n) for n in settings.image_pull_secrets] or None,
@@ -209,11 +218,27 @@ def typed(obj: dict[str, Any]) -> V1beta1InferenceService:
     )
 
 
+def predictor_name(model_uri: str, taken: str = "") -> str:
+    """The Standard-mode predictor name of a model version: `m` and 6 hex digits of its URI.
+
+    Short enough that `{isvc}-{name}-predictor` fits a 63-character Deployment name for any
+    45-character service name; `n...` instead when `taken` (the live predictor) has the same.
+    """
+    digest = hashlib.sha256(model_uri.encode()).hexdigest()[:6]
+    return f"n{digest}" if taken == f"m{digest}" else f"m{digest}"
+
+
+def predictor_service(service_name: str, predictor: str = "") -> str:
+    """The Service KServe creates for a Standard-mode predictor (`constants.PredictorServiceName`)."""
+    return f"{service_name}-{predictor}-predictor" if predictor else f"{service_name}-predictor"
+
+
 def canary_update(live: dict[str, Any], settings: ServiceSettings, namespace: str) -> dict[str, Any]:
     """The live service updated to the new model as a canary taking `canary_traffic_percent`.
 
-    Knative: the new predictor with `canaryTrafficPercent`; Standard: the live predictor stays
-    and the new one goes in `spec.canary` with its traffic percent.
+    Knative: the new predictor with `canaryTrafficPercent`. Standard (KServe v0.20+): the live
+    predictor stays and the new one is the one entry of `spec.canary`, a named predictor that
+    KServe merges over the stable one and runs with fixed replicas.
     """
     desired = as_dict(build(settings, namespace))
     updated = copy.deepcopy(live)
@@ -229,18 +254,29 @@ def canary_update(live: dict[str, Any], settings: ServiceSettings, namespace: st
         }
         updated["spec"].pop("canary", None)
     else:
-        updated["spec"]["canary"] = as_dict(
-            V1beta1CanarySpec(predictor=predictor_spec(settings), traffic_percent=settings.canary_traffic_percent)
-        )
+        stable = live["spec"]["predictor"].get("name") or ""
+        canary = {k: v for k, v in desired["spec"]["predictor"].items() if k not in CANARY_REFUSED_FIELDS}
+        canary["name"] = predictor_name(settings.model_uri, taken=stable)
+        updated["spec"]["canary"] = [{"predictor": canary, "trafficPercent": settings.canary_traffic_percent}]
     return updated
 
 
+def canary_predictor_name(service: dict[str, Any]) -> str:
+    """The name of the Standard-mode canary of `service`."""
+    (entry,) = service["spec"]["canary"]
+    return entry["predictor"]["name"]
+
+
 def promoted(live: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
-    """The canary promoted to all traffic."""
+    """The canary promoted to all traffic.
+
+    Standard mode: the stable predictor takes the canary's spec and name, so the canary's
+    Deployment carries on as the stable one without a restart, and the entry goes.
+    """
     updated = copy.deepcopy(live)
     if settings.deployment_mode == "Knative":
         updated["spec"]["predictor"].pop("canaryTrafficPercent", None)
     else:
-        canary = updated["spec"].pop("canary")
-        updated["spec"]["predictor"] = canary["predictor"]
+        (canary,) = updated["spec"].pop("canary")
+        updated["spec"]["predictor"] = {**updated["spec"]["predictor"], **canary["predictor"]}
     return updated

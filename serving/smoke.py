@@ -50,8 +50,12 @@ def smoke_test(
     rows: int = SMOKE_ROWS,
     tolerance: float = TOLERANCE,
     headers: dict[str, str] | None = None,
+    client: httpx.Client | None = None,
 ) -> SmokeResult:
     """Sends the first `rows` test rows over V1 and compares with the offline predictions.
+
+    `client`, when given, sends the request (e.g. one authenticated to the Kubernetes API, for
+    a `base_url` through its service proxy); it is not closed here.
 
     Raises:
         SmokeTestFailed: an HTTP error, or a prediction that differs by more than `tolerance`.
@@ -60,8 +64,11 @@ def smoke_test(
     url = f"{base_url.rstrip('/')}/v1/models/{model_name}:predict"
     body = {"instances": _instances(test_rows.slice(0, n), feature_columns)}
     try:
-        with httpx.Client(timeout=30.0, headers=headers) as client:
+        if client is not None:
             response = _post(client, url, body)
+        else:
+            with httpx.Client(timeout=30.0, headers=headers) as own:
+                response = _post(own, url, body)
     except httpx.HTTPError as err:
         raise SmokeTestFailed(f"POST {url} failed: {type(err).__name__}: {err}") from err
     if response.status_code != 200:

@@ -49,6 +49,68 @@ def s3_endpoint():
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session")
+def secured_s3(tmp_path_factory):
+    """An S3 server (moto, in its own process) that ENFORCES credentials, on a random loopback port.
+
+    Two IAM users, each allowed only its own bucket: `kfp` owns `mlpipeline` (KFP's artifact
+    store) and `team` owns `team-data` (a team's own data). Wrong keys get InvalidAccessKeyId;
+    the other user's bucket gets AccessDenied. Yields {"endpoint", "kfp": (key, secret), "team": ...}.
+    """
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    port = free_port()
+    # moto lets the first N requests through unauthenticated: exactly the IAM calls below.
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"}
+    log = open(tmp_path_factory.mktemp("secured-s3") / "moto.log", "w")  # noqa: SIM115
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=log
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    iam = boto3.client(
+        "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    users, owned = {}, {"kfp": "mlpipeline", "team": "team-data"}
+    for user, bucket in owned.items():  # the six unauthenticated calls
+        iam.create_user(UserName=user)
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}*"]}],
+        }
+        iam.put_user_policy(UserName=user, PolicyName="own-bucket", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        users[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+    for user, bucket in owned.items():
+        keys = {"aws_access_key_id": users[user][0], "aws_secret_access_key": users[user][1]}
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **keys).create_bucket(Bucket=bucket)
+    yield {"endpoint": endpoint, **users}
+    server.terminate()
+    server.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_artifact_store():
+    """Each test resolves KFP's artifact store anew (it is read once per process)."""
+    from mlworkloads import artifact_store
+
+    artifact_store.current.cache_clear()
+    yield
+    artifact_store.current.cache_clear()
+
+
 @pytest.fixture
 def s3_bucket(s3_endpoint):
     """A fresh bucket on the moto server; yields its name."""

@@ -4,9 +4,9 @@ Backends: `local` runs torchrun on this machine; `pytorchjob` creates a Kubeflow
 `auto` picks `pytorchjob` inside a Kubernetes pod and `local` elsewhere.
 
 Data bridge for the PyTorchJob: the replicas cannot see the step's local artifact paths, so
-- `artifacts` (default): the replicas read the inputs at their artifact URIs in the object
-  store (credentials from `storage_secret`) and write the model under a staging prefix beside
-  the output artifact;
+- `artifacts` (default): the replicas read the inputs at their artifact URIs in KFP's object
+  store (its endpoint and keys as KFP's launcher reads them, `mlworkloads.artifact_store`) and
+  write the model under a staging prefix beside the output artifact;
 - `volume`: the step copies the inputs onto a PVC that both the step and the replicas mount,
   and the replicas write the model there;
 - `workspace`: the same through the KFP (2.15+) workspace, the run's own PVC: the pipeline
@@ -25,6 +25,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
+from mlworkloads import artifact_store
 from mlworkloads.data.storage import artifact_uri, filesystem
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.local import run_torchrun
@@ -262,6 +263,11 @@ def _train_on_cluster(
             "validation": artifact_uri(validation_features.uri),
             "preprocessor": artifact_uri(preprocessor.uri),
         }
+        # The replicas reach KFP's store as the step does: its location, and its keys by
+        # secretKeyRef to the Secret KFP's launcher reads (never a value in the manifest).
+        store = artifact_store.current()
+        if store is not None and any(store.covers(uri) for uri in [*inputs.values(), staging]):
+            settings.extra_env = [*settings.extra_env, *store.replica_env()]
     config = _config(
         training,
         inputs["train"],

@@ -24,16 +24,18 @@ def test_training_replicas_get_the_node_selector_and_tolerations_parameters():
     ]
 
 
-def test_storage_credentials_come_from_a_secret_as_environment():
-    executors = _platform("training_pipeline")
-    for name in ("exec-ingest-table", "exec-train-pytorchjob", "exec-evaluate-model", "exec-deploy-inferenceservice"):
-        (secret,) = executors[name]["secretAsEnv"]
-        assert secret["secretNameParameter"] == {"componentInputParameter": "pipelinechannel--storage_secret"}
-        assert secret["optional"] is True
-        assert {kv["secretKey"]: kv["envVar"] for kv in secret["keyToEnv"]} == {
-            "accesskey": "AWS_ACCESS_KEY_ID",
-            "secretkey": "AWS_SECRET_ACCESS_KEY",
-        }
+@pytest.mark.parametrize("name", ["data_pipeline", "training_pipeline", "sweep_pipeline"])
+def test_no_step_maps_the_artifact_stores_keys_over_the_users_own_credentials(name):
+    """KFP's store keys as AWS_* would shadow a team's own credentials (IRSA, workload identity)
+    for its own s3:// sources; the steps read the store's keys the way KFP's launcher does."""
+    shadowing = [
+        executor
+        for executor, config in _platform(name).items()
+        for secret in config.get("secretAsEnv") or []
+        for mapping in secret["keyToEnv"]
+        if mapping["envVar"].startswith("AWS_")
+    ]
+    assert shadowing == []
 
 
 def test_every_step_carries_the_pod_label():

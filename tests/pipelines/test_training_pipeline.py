@@ -73,8 +73,14 @@ def test_the_demo_trains_serves_and_prints_a_prediction(tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert '-> 200 {"predictions": [{"class": ' in result.stdout
-    assert "serve it:  mlworkloads serve" in result.stdout
+    out = result.stdout
+    assert '-> 200 {"predictions": [{"class": ' in out
+    assert "mlworkloads serve " in out.splitlines()[-1]
+    # One screen: a line per task, the epochs, the gate, the smoke test; kfp.local's JSON in the log.
+    assert len(out.splitlines()) <= 60, out
+    for figure in ("ingested 30000 rows", "epoch 2/2", "gate passed: roc_auc = ", "smoke test passed: 64 rows"):
+        assert figure in out, figure
+    assert "executor_input" not in out and "full log: " in out
 
 
 @pytest.mark.e2e

@@ -9,13 +9,18 @@ WORLD_SIZE, RANK, PET_*), and sets the job's conditions from their exit codes; t
 (emulated_kserve.py) runs each predictor revision as a local KServe server behind a
 traffic-splitting proxy.
 
-What it does not emulate: scheduling beyond a GPU count (pods that ask for more GPUs than the
-emulated node has stay Pending, with the event a real scheduler writes), volumes, Secrets,
-admission, authentication. `deny` makes chosen (verb, resource) pairs answer 403.
+ConfigMaps and Secrets are stored as given, and a replica's env resolves `secretKeyRef`,
+`configMapKeyRef` and `envFrom` from them as the kubelet does. What it does not emulate:
+scheduling beyond a GPU count (pods that ask for more GPUs than the emulated node has stay
+Pending, with the event a real scheduler writes), volumes,
+authentication, and admission beyond the InferenceService rules in emulated_kserve.py. The
+service proxy reaches Standard-mode predictors only. `deny` makes chosen (verb, resource) pairs
+answer 403.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import datetime
@@ -29,7 +34,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from collections import Counter
 from typing import Any
@@ -42,6 +49,12 @@ CUSTOM = re.compile(
 )
 PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+))?(?:/(?P<sub>log))?$")
 EVENTS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/events$")
+CORE = re.compile(
+    r"^/api/(?P<version>v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>configmaps|secrets)(?:/(?P<name>[^/]+))?$"
+)
+SERVICE_PROXY = re.compile(
+    r"^/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<service>[^/:]+)(?::(?P<port>[^/]+))?/proxy(?P<path>/.*)?$"
+)
 
 
 def now() -> str:
@@ -234,10 +247,13 @@ class EmulatedCluster:
         plural, ns, name = m["plural"], m["ns"], m["name"]
         resource = f"{plural}.{m['group']}" if "." in m["group"] else plural
         key = (plural, ns, name)
+        controller = self.controllers.get(plural)
         if method == "POST":
             self.authorize("create", resource)
             name = body["metadata"]["name"]
             key = (plural, ns, name)
+            if hasattr(controller, "admit"):
+                controller.admit(body)
             with self.lock:
                 if key in self.objects:
                     raise ApiError(409, "AlreadyExists", f'{resource} "{name}" already exists')
@@ -303,6 +319,8 @@ class EmulatedCluster:
                     updated["status"] = current.get("status", {})
                 else:
                     updated = _merge_patch(current, body)
+                if hasattr(controller, "admit"):
+                    controller.admit(updated)
                 updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + (
                     updated.get("spec") != old_spec
                 )
@@ -313,6 +331,40 @@ class EmulatedCluster:
                 controller.on_update(copy.deepcopy(updated))
             return 200, copy.deepcopy(updated)
         raise ApiError(405, "MethodNotAllowed", method)
+
+    def container_env(self, ns: str, container: dict[str, Any]) -> dict[str, str]:
+        """A container's environment as the kubelet builds it: envFrom, then env with secretKeyRef
+        and configMapKeyRef resolved from the stored objects (a missing one is an ApiError)."""
+
+        def data(plural: str, name: str) -> dict[str, str]:
+            obj = self.get_object(plural, ns, name)
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{plural[:-1]} "{name}" not found')
+            if plural == "secrets":
+                decoded = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+                return {**decoded, **(obj.get("stringData") or {})}
+            return obj.get("data") or {}
+
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            if "secretRef" in source:
+                env.update(data("secrets", source["secretRef"]["name"]))
+            elif "configMapRef" in source:
+                env.update(data("configmaps", source["configMapRef"]["name"]))
+        for entry in container.get("env") or []:
+            ref = entry.get("valueFrom") or {}
+            if "secretKeyRef" in ref or "configMapKeyRef" in ref:
+                plural, selector = ("secrets", ref["secretKeyRef"]) if "secretKeyRef" in ref else (
+                    "configmaps", ref["configMapKeyRef"])  # fmt: skip
+                values = data(plural, selector["name"])
+                if selector["key"] not in values:
+                    raise ApiError(
+                        404, "NotFound", f"couldn't find key {selector['key']} in {plural[:-1]} {ns}/{selector['name']}"
+                    )
+                env[entry["name"]] = values[selector["key"]]
+            else:
+                env[entry["name"]] = entry.get("value", "")
+        return env
 
     def list_pods(self, ns: str, selector: str) -> dict[str, Any]:
         self.authorize("list", "pods")
@@ -367,6 +419,9 @@ class _Handler(JsonHandler):
             if m := CUSTOM.match(parsed.path):
                 code, body = cluster.handle_custom(method, m, query, self._json())
                 return self._send(code, body)
+            if m := CORE.match(parsed.path):  # stored as they are, like custom objects
+                code, body = cluster.handle_custom(method, {**m.groupdict(), "group": ""}, query, self._json())
+                return self._send(code, body)
             if (m := PODS.match(parsed.path)) and method == "GET":
                 if m["sub"] == "log":
                     return self._log(m["ns"], m["name"], query)
@@ -377,6 +432,8 @@ class _Handler(JsonHandler):
                 if pod is None:
                     raise ApiError(404, "NotFound", f'pods "{m["name"]}" not found')
                 return self._send(200, pod.to_dict())
+            if m := SERVICE_PROXY.match(parsed.path):
+                return self._proxy(method, m)
             if (m := EVENTS.match(parsed.path)) and method == "GET":
                 cluster.authorize("list", "events")
                 with cluster.lock:
@@ -385,6 +442,32 @@ class _Handler(JsonHandler):
             raise ApiError(404, "NotFound", f"the emulated cluster does not serve {method} {parsed.path}")
         except ApiError as err:
             self._send(err.code, err.body())
+
+    def _proxy(self, method: str, m: re.Match) -> None:
+        """The API server's service proxy, to a Standard-mode predictor's pods."""
+        self.cluster.authorize("create" if method == "POST" else "get", "services/proxy")
+        target = self.cluster.controllers["inferenceservices"].endpoint(m["ns"], m["service"])
+        if target is None:
+            raise ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{m["service"]}"')
+        length = int(self.headers.get("Content-Length") or 0)
+        request = urllib.request.Request(
+            f"{target}{m['path'] or '/'}",
+            data=self.rfile.read(length) if length else None,
+            method=method,
+            headers={k: v for k, v in self.headers.items() if k.lower() == "content-type"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                code, payload = response.status, response.read()
+        except urllib.error.HTTPError as err:
+            code, payload = err.code, err.read()
+        except OSError as err:
+            raise ApiError(503, "ServiceUnavailable", f"error trying to reach service: {err}") from err
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def _log(self, ns: str, name: str, query: dict) -> None:
         self.cluster.authorize("get", "pods/log")
@@ -535,7 +618,11 @@ class PyTorchJobController:
                 "HOME": os.environ.get("HOME", "/tmp"),
                 "PYTHONUNBUFFERED": "1",
             }
-            env.update({e["name"]: e.get("value", "") for e in container.get("env") or []})
+            try:
+                env.update(cluster.container_env(ns, container))
+            except ApiError as err:  # the kubelet's CreateContainerConfigError: the pod waits
+                cluster.record_event(ns, "Pod", pod.name, "Failed", f"Error: {err.message}", "Warning")
+                continue
             env.update(
                 {
                     "MASTER_ADDR": "127.0.0.1",

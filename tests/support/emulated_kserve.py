@@ -1,13 +1,24 @@
 """EMULATED KServe controller for the emulated cluster. Not KServe: an emulation on 127.0.0.1.
 
-Each generation of an InferenceService's predictor becomes a "revision": its container
-command runs as a local process on a free port, with `/mnt/models` replaced by the
-`STORAGE_URI` (the storage initializer's job). A revision is Ready when its server answers
-`/v1/models/<name>` with ready=true. As in Knative, traffic moves to a new revision only once
-it is Ready: with `canaryTrafficPercent` (or `spec.canary` in Standard mode) it takes that
-share and the previously rolled-out revision keeps the rest; a revision that never becomes
-Ready gets none. The service URL is a small proxy that splits requests by those weights; the
-`latest` and `prev` traffic tags carry the revisions' own URLs.
+Admission: `admit` refuses what KServe v0.20's CRD schema and validating webhook refuse for the
+shapes this library writes (`spec.canary` must be a list of named predictors without
+autoscaling fields, in Standard mode only), ported from `validateCanarySpecs` in
+pkg/apis/serving/v1beta1/inference_service_validation.go. Everything else the webhook checks
+is not emulated.
+
+Knative mode: each generation of the predictor becomes a "revision": its container command runs
+as a local process on a free port, with `/mnt/models` replaced by the `STORAGE_URI` (the storage
+initializer's job). A revision is Ready when its server answers `/v1/models/<name>` with
+ready=true. As in Knative, traffic moves to a new revision only once it is Ready: with
+`canaryTrafficPercent` it takes that share and the previously rolled-out revision keeps the
+rest. The service URL is a small proxy splitting requests by those weights; the `latest` and
+`prev` traffic tags carry the revisions' own URLs.
+
+Standard mode (KServe's canary_controller): one "Deployment" per named predictor,
+`{isvc}-{name}-predictor`, for the stable predictor and each `spec.canary` entry (merged over
+the stable one); the canaries' readiness goes to `status.canaryStatuses` and the
+`CanaryPredictorReady` condition, Deployments no longer named by the spec are stopped, and the
+cluster's service proxy reaches each one by its Service name.
 """
 
 from __future__ import annotations
@@ -57,6 +68,7 @@ class Service:
         self.revisions: list[Revision] = []
         self.rolled_out: Revision | None = None  # the revision with the stable traffic
         self.weights: list[tuple[Revision, int]] = []
+        self.deployments: dict[str, Revision] = {}  # Standard mode: Service name -> its pods
         self.counter = itertools.count()
         self.proxy = _Proxy(self)
 
@@ -77,16 +89,25 @@ class InferenceServiceController:
 
     # ---- cluster hooks ----------------------------------------------------------------------
 
+    def admit(self, obj: dict[str, Any]) -> None:
+        admit(obj)
+
     def on_create(self, obj: dict[str, Any]) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         with self.lock:
             self.services[key] = Service(key[1], key[0])
-        self._new_revision(obj)
+        if _standard(obj):
+            self._reconcile_standard(obj)
+        else:
+            self._new_revision(obj)
 
     def on_update(self, obj: dict[str, Any]) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         service = self.services.get(key)
         if service is None:
+            return
+        if _standard(obj):
+            self._reconcile_standard(obj)
             return
         latest = service.revisions[-1] if service.revisions else None
         if latest is None or _predictor_template(obj) != latest.template:
@@ -99,9 +120,18 @@ class InferenceServiceController:
         with self.lock:
             service = self.services.pop(key, None)
         if service:
-            for revision in service.revisions:
+            for revision in [*service.revisions, *service.deployments.values()]:
                 revision.stop()
             service.proxy.stop()
+
+    def endpoint(self, namespace: str, service_name: str) -> str | None:
+        """The local URL behind a Standard-mode predictor's Service, for the cluster's service proxy."""
+        with self.lock:
+            for (ns, _), service in self.services.items():
+                revision = service.deployments.get(service_name) if ns == namespace else None
+                if revision is not None:
+                    return revision.url
+        return None
 
     def stop_all(self) -> None:
         for key in list(self.services):
@@ -109,18 +139,14 @@ class InferenceServiceController:
 
     # ---- revisions -----------------------------------------------------------------------------
 
-    def _new_revision(self, obj: dict[str, Any]) -> None:
-        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
-        service = self.services[(ns, name)]
-        generation = obj["metadata"].get("generation", 1)
-        template = _predictor_template(obj)
+    def _start(self, ns: str, name: str, template: dict[str, Any], revision_name: str, generation: int) -> Revision:
+        """Runs the predictor container of `template` as a local process: one ready-checked "pod"."""
         container = template["containers"][0]
         storage = next((e["value"] for e in container.get("env") or [] if e["name"] == "STORAGE_URI"), "")
         args = [storage if a == "/mnt/models" else a for a in container.get("args") or []]
         port = free_port()
         args = _set_arg(args, "--http_port", str(port))
         args = _set_arg(args, "--grpc_port", str(free_port()))
-        revision_name = f"{name}-predictor-{len(service.revisions) + 1:05d}"
         log_path = os.path.join(self.cluster.workdir, f"{ns}-{revision_name}.log")
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -132,10 +158,73 @@ class InferenceServiceController:
             )
         revision = Revision(revision_name, generation, port, process, log_path)
         revision.template = template
-        service.revisions.append(revision)
-        self.cluster.record_event(ns, "InferenceService", name, "RevisionCreated", f"Created revision {revision_name}")
-        self._reconcile(obj)
+        self.cluster.record_event(ns, "InferenceService", name, "RevisionCreated", f"Created {revision_name}")
         threading.Thread(target=self._probe, args=(ns, name, revision), daemon=True).start()
+        return revision
+
+    def _new_revision(self, obj: dict[str, Any]) -> None:
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        service = self.services[(ns, name)]
+        revision_name = f"{name}-predictor-{len(service.revisions) + 1:05d}"
+        revision = self._start(ns, name, _predictor_template(obj), revision_name, obj["metadata"].get("generation", 1))
+        service.revisions.append(revision)
+        self._reconcile(obj)
+
+    def _reconcile_standard(self, obj: dict[str, Any]) -> None:
+        """KServe's Standard mode: a Deployment per named predictor, canaries with fixed traffic shares."""
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        generation = obj["metadata"].get("generation", 1)
+        stable = obj["spec"]["predictor"]
+        wanted = {_service_name(name, stable.get("name")): (_pod_template(stable), None)}
+        for canary in obj["spec"].get("canary") or []:
+            merged = {**stable, **canary["predictor"]}  # buildCanaryPredictor: the canary over the stable
+            wanted[_service_name(name, canary["predictor"]["name"])] = (_pod_template(merged), canary)
+        with self.lock:
+            service = self.services.get((ns, name))
+            if service is None:
+                return
+            for svc, (template, _) in wanted.items():
+                running = service.deployments.get(svc)
+                if running is None or running.template != template:
+                    if running is not None:
+                        running.stop()
+                    service.deployments[svc] = self._start(ns, name, template, svc, generation)
+            for orphan in set(service.deployments) - set(wanted):
+                doomed = service.deployments.pop(orphan)
+                threading.Timer(3.0, doomed.stop).start()  # drain, as a Deployment's pods terminate
+            stable_revision = service.deployments[_service_name(name, stable.get("name"))]
+            canaries = [(service.deployments[svc], c) for svc, (_, c) in wanted.items() if c is not None]
+            shares = [(r, int(c.get("trafficPercent", 0))) for r, c in canaries if r.ready]
+            service.weights = [(stable_revision, 100 - sum(p for _, p in shares)), *shares]
+            statuses = [
+                {"name": c["predictor"]["name"], "ready": r.ready, "trafficPercent": int(c.get("trafficPercent", 0))}
+                for r, c in canaries
+            ]
+            ready = stable_revision.ready
+
+        def mutate(status: dict[str, Any]) -> None:
+            status["observedGeneration"] = generation
+            status["url"] = service.proxy.url
+            status["address"] = {"url": service.proxy.url}
+            status["deploymentMode"] = "Standard"
+            condition = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now()}
+            if not ready:
+                condition.update(reason="PredictorNotReady", message=stable_revision.failed or "not ready")
+            status["conditions"] = [dict(condition, type="PredictorReady"), condition]
+            if statuses:
+                status["canaryStatuses"] = statuses
+                all_ready = all(c["ready"] for c in statuses)
+                status["conditions"].append(
+                    {
+                        "type": "CanaryPredictorReady",
+                        "status": "True" if all_ready else "False",
+                        "reason": "AllCanariesReady" if all_ready else "CanariesNotReady",
+                    }
+                )
+            else:
+                status.pop("canaryStatuses", None)
+
+        self.cluster.update_status("inferenceservices", ns, name, mutate)
 
     def _probe(self, ns: str, name: str, revision: Revision) -> None:
         deadline = time.monotonic() + 120
@@ -157,7 +246,10 @@ class InferenceServiceController:
             revision.failed = "not ready within 120 s"
         obj = self.cluster.get_object("inferenceservices", ns, name)
         if obj is not None:
-            self._reconcile(obj)
+            if _standard(obj):
+                self._reconcile_standard(obj)
+            else:
+                self._reconcile(obj)
 
     def _reconcile(self, obj: dict[str, Any]) -> None:
         """Sets traffic and status from the spec and the revisions' readiness."""
@@ -235,19 +327,33 @@ class InferenceServiceController:
         self.cluster.update_status("inferenceservices", ns, name, mutate)
 
 
+def _standard(obj: dict[str, Any]) -> bool:
+    return (obj["metadata"].get("annotations") or {}).get("serving.kserve.io/deploymentMode") in (
+        "Standard",
+        "RawDeployment",
+    )
+
+
+def _service_name(isvc: str, predictor: str | None) -> str:
+    """`constants.PredictorServiceName`: `{isvc}-{name}-predictor`, or `{isvc}-predictor` unnamed."""
+    return f"{isvc}-{predictor}-predictor" if predictor else f"{isvc}-predictor"
+
+
+def _pod_template(predictor: dict[str, Any]) -> dict[str, Any]:
+    """What a predictor's pods are made of (its name and replica settings only size the Deployment)."""
+    ignored = {"name", "minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "autoScaling"}
+    return {k: copy.deepcopy(v) for k, v in predictor.items() if k not in ignored}
+
+
 def _predictor_template(obj: dict[str, Any]) -> dict[str, Any]:
-    """The predictor that takes the new traffic: `spec.canary.predictor` in Standard mode."""
-    spec = obj["spec"]
-    predictor = copy.deepcopy((spec.get("canary") or {}).get("predictor") or spec["predictor"])
+    """The Knative-mode predictor that takes the new traffic."""
+    predictor = copy.deepcopy(obj["spec"]["predictor"])
     predictor.pop("canaryTrafficPercent", None)
     return predictor
 
 
 def _canary_percent(obj: dict[str, Any]) -> int | None:
-    spec = obj["spec"]
-    if spec.get("canary"):
-        return int(spec["canary"].get("trafficPercent", 0))
-    value = spec["predictor"].get("canaryTrafficPercent")
+    value = obj["spec"]["predictor"].get("canaryTrafficPercent")
     return None if value is None else int(value)
 
 
@@ -310,3 +416,62 @@ class _Proxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# ---- admission (KServe's CRD schema and validating webhook, the parts this library meets) ------------
+
+CANARY_FIXED_REPLICA_FIELDS = ("maxReplicas", "scaleTarget", "scaleMetric", "autoScaling")
+
+
+def admit(obj: dict[str, Any]) -> None:
+    """Raises ApiError as the API server answers for an InferenceService KServe refuses."""
+    from support.emulated_cluster import ApiError
+
+    name = obj["metadata"]["name"]
+    canaries = obj.get("spec", {}).get("canary")
+    if canaries is None:
+        return
+    if not isinstance(canaries, list):
+        # Structural schema (`+listType=atomic` []CanarySpec): refused by the API server itself.
+        raise ApiError(
+            422,
+            "Invalid",
+            f'InferenceService.serving.kserve.io "{name}" is invalid: spec.canary: Invalid value: '
+            f'"{type(canaries).__name__}": spec.canary in body must be of type array: "{type(canaries).__name__}"',
+        )
+
+    def denied(message: str):
+        return ApiError(
+            400,
+            "BadRequest",
+            f'admission webhook "inferenceservice.kserve-webhook-server.validator" denied the request: {message}',
+        )
+
+    mode = (obj["metadata"].get("annotations") or {}).get("serving.kserve.io/deploymentMode")
+    if canaries and mode != "Standard":
+        raise denied("canary is only supported in Standard deployment mode")
+    stable = obj["spec"]["predictor"]
+    names, total = set(), 0
+    for index, canary in enumerate(canaries):
+        predictor = canary.get("predictor") or {}
+        cname = predictor.get("name") or ""
+        if not cname:
+            raise denied(f"canary[{index}] predictor.name is required")
+        if cname in names:
+            raise denied(f"canary predictor.name {cname!r} is duplicated")
+        names.add(cname)
+        if cname == (stable.get("name") or ""):
+            raise denied(f"canary predictor.name {cname!r} conflicts with stable predictor name")
+        percent = int(canary.get("trafficPercent", 0))
+        if not 0 <= percent <= 100:
+            raise denied(f"canary {cname!r} trafficPercent must be between 0 and 100, got {percent}")
+        total += percent
+        if predictor.get("maxReplicas"):
+            raise denied(f"canary {cname!r} must not set maxReplicas (canary uses fixed replicas)")
+        for field in ("scaleTarget", "scaleMetric", "autoScaling"):
+            if predictor.get(field) is not None:
+                raise denied(f"canary {cname!r} must not set {field} (canary uses fixed replicas)")
+        if predictor.get("minReplicas") is not None and predictor["minReplicas"] > (stable.get("minReplicas") or 1):
+            raise denied(f"canary {cname!r} minReplicas must not exceed stable predictor minReplicas")
+    if total > 100:
+        raise denied(f"sum of canary trafficPercent values ({total}) must be <= 100")

@@ -359,3 +359,66 @@ def test_the_exit_handlers_clean_up_deletes_only_the_runs_jobs(tmp_path, emulate
     deleted = delete_run_jobs(client, "default", "run-a", echo=lambda _: None)
     assert len(deleted) == 2
     assert [j["metadata"]["labels"]["mlworkloads.io/pipeline-run"] for j in emulated_cluster.jobs()] == ["run-b"]
+
+
+@pytest.mark.e2e
+def test_the_replicas_reach_kfps_artifact_store_as_the_launcher_configures_it(
+    sample_features, tmp_path, emulated_cluster, secured_s3, monkeypatch
+):
+    """Inputs at `minio://` URIs in a store that enforces credentials and listens on no default
+    endpoint: the replicas get its endpoint from the `kfp-launcher` ConfigMap and its keys by
+    secretKeyRef to the Secret it names (before: the Secret's `accesskey` as a variable of that
+    name, and `minio://` read as AWS S3)."""
+    import base64
+
+    import boto3
+    from kubernetes import client, config
+
+    from mlworkloads import artifact_store
+
+    monkeypatch.delenv(artifact_store.STORE_ENV, raising=False)
+    keys = dict(zip(("aws_access_key_id", "aws_secret_access_key"), secured_s3["kfp"], strict=True))
+    s3 = boto3.client("s3", endpoint_url=secured_s3["endpoint"], region_name="us-east-1", **keys)
+    root = "v2/artifacts/training-pipeline/run-1"
+    inputs = {}
+    for name in ("train", "validation", "preprocessor"):
+        s3.upload_file(sample_features[name], "mlpipeline", f"{root}/fit-preprocessor/{name}")
+        inputs[name] = launch.Inputs(sample_features[name], f"minio://mlpipeline/{root}/fit-preprocessor/{name}")
+    api = client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
+    endpoint = secured_s3["endpoint"].removeprefix("http://")
+    providers = (
+        f"minio:\n  default:\n    endpoint: {endpoint}\n    disableSSL: true\n    region: us-east-1\n"
+        "    credentials:\n      secretRef: {secretName: mlpipeline-minio-artifact, accessKeyKey: accesskey, "
+        "secretKeyKey: secretkey}\n"
+    )
+    api.create_namespaced_config_map(
+        "default", {"metadata": {"name": "kfp-launcher"}, "data": {"providers": providers}}
+    )
+    data = dict(zip(("accesskey", "secretkey"), secured_s3["kfp"], strict=True))
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    api.create_namespaced_secret("default", {"metadata": {"name": "mlpipeline-minio-artifact"}, "data": encoded})
+
+    summary = launch.train(
+        train_features=inputs["train"],
+        validation_features=inputs["validation"],
+        preprocessor=inputs["preprocessor"],
+        model_dir=str(tmp_path / "out" / "model"),
+        model_uri=f"minio://mlpipeline/{root}/train-pytorchjob/model",
+        training=TRAINING,
+        backend="pytorchjob",
+        job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1},
+        run_id="run-1",
+        task_name="train-pytorchjob",
+        poll_interval_seconds=1,
+        wait_timeout_seconds=300,
+        keep_job=True,
+        echo=lambda _: None,
+    )
+    assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
+    (stored,) = emulated_cluster.jobs()
+    container = stored["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    assert "envFrom" not in container and secured_s3["kfp"][1] not in json.dumps(stored)
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs["MLWORKLOADS_ARTIFACT_SECRET_KEY"] == {"name": "mlpipeline-minio-artifact", "key": "secretkey"}
+    staged = s3.list_objects_v2(Bucket="mlpipeline", Prefix=f"{root}/train-pytorchjob/")["Contents"]
+    assert any(o["Key"].endswith("/model/model.pt") for o in staged)

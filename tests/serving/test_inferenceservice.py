@@ -1,0 +1,116 @@
+"""The InferenceService objects the deployer writes, checked against KServe's own rules.
+
+The Standard-mode rules come from KServe v0.20: `spec.canary` is a list of CanarySpec with a
+named predictor and fixed replicas (pkg/apis/serving/v1beta1/inference_service.go), refused
+otherwise by `validateCanarySpecs` (pkg/apis/serving/v1beta1/inference_service_validation.go);
+promotion retargets `predictor.name` and drops the entry (canary_controller).
+"""
+
+import re
+
+import pytest
+from support.emulated_cluster import ApiError
+from support.emulated_kserve import admit
+
+from mlworkloads.serving.inferenceservice import (
+    ServiceSettings,
+    as_dict,
+    build,
+    canary_update,
+    predictor_name,
+    promoted,
+)
+
+
+def _settings(model_uri, mode="Standard", **extra):
+    return ServiceSettings(
+        name="flights",
+        image="registry.example.com/mlworkloads-predictor:1",
+        model_uri=model_uri,
+        deployment_mode=mode,
+        canary_traffic_percent=20,
+        min_replicas=2,
+        max_replicas=5,
+        scale_metric="cpu",
+        scale_target=70,
+        **extra,
+    )
+
+
+def _live(model_uri="s3://models/v1", mode="Standard"):
+    service = as_dict(build(_settings(model_uri, mode), "team-a"))
+    service["metadata"].update(generation=1, resourceVersion="7")
+    return service
+
+
+def test_a_standard_mode_update_puts_one_named_fixed_replica_canary_in_a_list():
+    live = _live()
+    updated = canary_update(live, _settings("s3://models/v2"), "team-a")
+    (canary,) = updated["spec"]["canary"]
+    assert canary["trafficPercent"] == 20
+    assert canary["predictor"]["name"] == predictor_name("s3://models/v2")
+    assert canary["predictor"]["name"] != live["spec"]["predictor"]["name"]
+    for refused in ("maxReplicas", "minReplicas", "scaleMetric", "scaleTarget"):
+        assert refused not in canary["predictor"]
+    assert updated["spec"]["predictor"] == live["spec"]["predictor"]  # the stable one keeps serving
+    env = canary["predictor"]["containers"][0]["env"]
+    assert {"name": "STORAGE_URI", "value": "s3://models/v2"} in env
+    admit(updated)  # what KServe's webhook accepts
+
+
+def test_promotion_retargets_the_stable_predictor_to_the_canary_and_drops_the_entry():
+    updated = canary_update(_live(), _settings("s3://models/v2"), "team-a")
+    final = promoted(updated, _settings("s3://models/v2"))
+    assert "canary" not in final["spec"]
+    predictor = final["spec"]["predictor"]
+    assert predictor["name"] == updated["spec"]["canary"][0]["predictor"]["name"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"], predictor["scaleMetric"]) == (2, 5, "cpu")
+    assert {"name": "STORAGE_URI", "value": "s3://models/v2"} in predictor["containers"][0]["env"]
+    admit(final)
+
+
+def test_redeploying_the_live_model_still_gives_the_canary_its_own_name():
+    live = _live("s3://models/v1")
+    (canary,) = canary_update(live, _settings("s3://models/v1"), "team-a")["spec"]["canary"]
+    assert canary["predictor"]["name"] != live["spec"]["predictor"]["name"]
+
+
+def test_a_knative_mode_update_sets_the_traffic_percent_on_the_new_predictor():
+    updated = canary_update(_live(mode="Knative"), _settings("s3://models/v2", mode="Knative"), "team-a")
+    assert "canary" not in updated["spec"] and updated["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    admit(updated)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        # What this library wrote before: one object, with autoscaling fields.
+        ({"predictor": {"containers": [], "maxReplicas": 3}, "trafficPercent": 10}, "must be of type array"),
+        ([{"predictor": {"containers": []}, "trafficPercent": 10}], "canary[0] predictor.name is required"),
+        ([{"predictor": {"name": "c", "maxReplicas": 3}, "trafficPercent": 10}], "must not set maxReplicas"),
+        ([{"predictor": {"name": "c", "scaleMetric": "cpu"}, "trafficPercent": 10}], "must not set scaleMetric"),
+        ([{"predictor": {"name": "a"}, "trafficPercent": 60}, {"predictor": {"name": "b"}, "trafficPercent": 50}],
+         "must be <= 100"),
+    ],
+)  # fmt: skip
+def test_the_emulated_api_refuses_the_canary_shapes_kserve_refuses(shape, message):
+    live = _live()
+    live["spec"]["canary"] = shape
+    with pytest.raises(ApiError, match=re.escape(message)):
+        admit(live)
+
+
+def test_a_canary_in_knative_mode_is_refused():
+    live = _live(mode="Knative")
+    live["spec"]["canary"] = [{"predictor": {"name": "c"}, "trafficPercent": 10}]
+    with pytest.raises(ApiError, match="canary is only supported in Standard deployment mode"):
+        admit(live)
+
+
+def test_predictor_resources_merge_field_by_field_and_keep_the_gpu():
+    settings = _settings("s3://m", gpus=1, cpu="2", memory="4Gi", resources={"requests": {"cpu": "500m"}})
+    container = as_dict(build(settings, "ns"))["spec"]["predictor"]["containers"][0]
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "4Gi", "nvidia.com/gpu": "1"},
+        "limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"},
+    }
