@@ -50,20 +50,12 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
         DataError: when the scheme's filesystem package is not installed, or a `minio://` URI
             meets no configured artifact store.
     """
-    if uri.startswith(("minio://", "s3://")):
-        try:
-            store = artifact_store.current()
-        except artifact_store.ArtifactStoreError as err:
-            if uri.startswith("minio://"):
-                raise DataError(f"cannot open {uri!r}: {err}") from err
-            store = None  # a team's own s3:// data does not need KFP's store
-        if store is not None and store.covers(uri):
-            return _store_filesystem(store), artifact_uri(uri).removeprefix("s3://")
-        if uri.startswith("minio://"):
-            raise DataError(
-                f"cannot open {uri!r}: no KFP artifact store is configured here (outside a KFP pod, set "
-                f"{artifact_store.STORE_ENV} and its keys)."
-            )
+    try:
+        store = artifact_store.store_for(uri)
+    except artifact_store.ArtifactStoreError as err:
+        raise DataError(f"cannot open {uri!r}: {err}") from err
+    if store is not None:
+        return _store_filesystem(store), artifact_uri(uri).removeprefix("s3://")
     try:
         return url_to_fs(uri)
     except (ImportError, ValueError) as err:

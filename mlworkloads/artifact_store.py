@@ -259,3 +259,31 @@ def current() -> ArtifactStore | None:
     from mlworkloads.kube import cluster_reachable
 
     return from_cluster() if cluster_reachable() else None
+
+
+def store_for(*uris: str) -> ArtifactStore | None:
+    """The artifact store when any of `uris` lies in it, else None.
+
+    The store is looked up only for `minio://` and `s3://` URIs. A `minio://` URI is always the
+    store's, so failing to find the store is an error; for `s3://`, the data may be a team's
+    own (read with the environment's credentials), so a store that cannot be found means None.
+
+    Raises:
+        ArtifactStoreError: a `minio://` URI and no readable store configuration.
+    """
+    candidates = [uri for uri in uris if uri.startswith(("minio://", "s3://"))]
+    if not candidates:
+        return None
+    try:
+        store = current()
+    except ArtifactStoreError:
+        if any(uri.startswith("minio://") for uri in candidates):
+            raise
+        return None
+    if store is None:
+        if any(uri.startswith("minio://") for uri in candidates):
+            raise ArtifactStoreError(
+                f"no KFP artifact store is configured here (outside a KFP pod, set {STORE_ENV} and its keys)."
+            )
+        return None
+    return store if any(store.covers(uri) for uri in candidates) else None

@@ -314,11 +314,15 @@ def rbac_command(
         str | None,
         typer.Option("--service-account-namespace", help="Namespace of that service account; default --namespace."),
     ] = None,
+    artifact_secret: Annotated[
+        str,
+        typer.Option("--artifact-secret", help="The artifact store's Secret, as the kfp-launcher ConfigMap names it."),
+    ] = "mlpipeline-minio-artifact",
 ):
     """Print the Roles and RoleBindings the pipeline's service account needs (kubectl apply -f -)."""
     from mlworkloads.rbac import rbac_manifests
 
-    typer.echo(rbac_manifests(namespace, service_account, service_account_namespace or namespace))
+    typer.echo(rbac_manifests(namespace, service_account, service_account_namespace or namespace, artifact_secret))
 
 
 @app.command("images")

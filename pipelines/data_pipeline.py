@@ -3,6 +3,7 @@
 from kfp import dsl
 
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
+from mlworkloads.pipelines._platform import label_pods
 from mlworkloads.pipelines._steps import add_data_steps
 
 
@@ -42,7 +43,7 @@ def data_pipeline(
         A parquet dataset per split, their preprocessed features, the fitted preprocessor
         and the data report, as artifacts of the steps.
     """
-    add_data_steps(
+    data = add_data_steps(
         source_uri=source_uri,
         label_column=label_column,
         derived_columns=derived_columns,
@@ -55,3 +56,4 @@ def data_pipeline(
         categorical_columns=categorical_columns,
         max_categories=max_categories,
     )
+    label_pods(data.ingest, data.split, data.preprocess)

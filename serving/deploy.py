@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import httpx
 import psutil
 import pyarrow as pa
 
+from mlworkloads import artifact_store
 from mlworkloads.kube import api_status, forbidden, service_proxy_client
 from mlworkloads.serving.inferenceservice import (
     HTTP_PORT_NAME,
@@ -39,6 +41,7 @@ from mlworkloads.serving.inferenceservice import (
     typed,
 )
 from mlworkloads.serving.smoke import SmokeTestFailed, smoke_test
+from mlworkloads.serving.storage_secret import ensure_storage_secret
 from mlworkloads.training.export import load
 
 log = logging.getLogger(__name__)
@@ -275,6 +278,7 @@ def deploy_kserve(
     """
     namespace = _namespace(settings.namespace)
     client = client or _client()
+    settings = _with_storage_access(client, settings, namespace)
     live = _get_or_none(client, settings.name, namespace)
 
     def smoke(base: str, http):
@@ -325,6 +329,22 @@ def deploy_kserve(
     )
     echo(f"promoted the canary of {namespace}/{settings.name} to 100% of traffic")
     return {"manifest": final, "status": service["status"], "url": service["status"].get("url")}
+
+
+def _with_storage_access(client, settings: ServiceSettings, namespace: str) -> ServiceSettings:
+    """Gives KServe's storage initializer the keys of KFP's artifact store when the model is in it."""
+    store = None if settings.storage_secret_name else artifact_store.store_for(settings.model_uri)
+    if store is None or not store.access_key:
+        return settings  # the service account's own credentials (IRSA, workload identity) apply
+    from kubernetes import client as k8s
+
+    core = k8s.CoreV1Api(client.api_instance.api_client)
+    try:
+        name = ensure_storage_secret(core, store, namespace)
+    except Exception as err:  # noqa: BLE001 - ApiException or a connection error
+        hint = forbidden(err, "create", "secrets", namespace, RBAC_HINT.format(ns=namespace))
+        raise (hint or err) from err
+    return dataclasses.replace(settings, storage_secret_name=name)
 
 
 def _wait_canary(

@@ -18,6 +18,7 @@ from kserve import (
 from kubernetes import client as k8s
 
 from mlworkloads.kube import is_name_list, merge_resources, snake_case_keys
+from mlworkloads.serving.storage_secret import STORAGE_SECRET_ANNOTATION
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODES = ("Knative", "Standard")
@@ -68,6 +69,8 @@ class ServiceSettings:
         node_selector: Node selector of the predictor pods.
         tolerations: Tolerations of the predictor pods.
         labels: Labels recording where the model came from (run id, model version).
+        storage_secret_name: Secret KServe's storage initializer reads the model with (the
+            `serving.kserve.io/storageSecretName` annotation); empty for the service account's.
     """
 
     name: str
@@ -93,6 +96,7 @@ class ServiceSettings:
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    storage_secret_name: str = ""
 
     def __post_init__(self):
         if not _DNS_1035.match(self.name or ""):
@@ -187,6 +191,7 @@ def build(settings: ServiceSettings, namespace: str) -> V1beta1InferenceService:
                 MODEL_URI_ANNOTATION: settings.model_uri,
                 # Tag routing gives the canary revision a URL of its own for the smoke test.
                 "serving.kserve.io/enable-tag-routing": "true",
+                **({STORAGE_SECRET_ANNOTATION: settings.storage_secret_name} if settings.storage_secret_name else {}),
             },
         ),
         spec=V1beta1InferenceServiceSpec(predictor=predictor_spec(settings)),

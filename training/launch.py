@@ -27,6 +27,7 @@ from typing import Any
 
 from mlworkloads import artifact_store
 from mlworkloads.data.storage import artifact_uri, filesystem
+from mlworkloads.kube import resolve_task_name
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.local import run_torchrun
 
@@ -125,6 +126,19 @@ def train(
         client_factory=client_factory,
         echo=echo,
     )
+
+
+def run_scoped_job_name(run_id: str, task_name: str, training: dict[str, Any], model_uri: str) -> str:
+    """The training job's name: the same for a retried pod of one task, distinct for every other.
+
+    The model's output URI is unique per task execution (KFP salts it per driver run) and kept
+    when a pod is retried: with the config it tells apart ParallelFor iterations and a team's
+    tasks that left task_name as the placeholder.
+    """
+    from mlworkloads.training.pytorchjob import job_name
+
+    identity = json.dumps({"training": training, "model_uri": model_uri}, sort_keys=True)
+    return job_name(run_id, resolve_task_name(task_name, "train-pytorchjob"), identity)
 
 
 def _shared_root(bridge: str, settings, workspace_path: str) -> str:
@@ -232,17 +246,13 @@ def _train_on_cluster(
     from kubeflow.training import TrainingClient
     from kubeflow.training.utils.utils import get_default_target_namespace
 
-    from mlworkloads.kube import RUN_LABEL, label_value, resolve_run_id, resolve_task_name
-    from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job, job_name
+    from mlworkloads.kube import RUN_LABEL, label_value, resolve_run_id
+    from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job
 
     settings = JobSettings(max_restarts=max_restarts, **job)
     run_id = resolve_run_id(run_id)
     settings.labels = {**settings.labels, RUN_LABEL: label_value(run_id)}
-    # The model's output URI is unique per task execution (KFP salts it per driver run) and kept
-    # when a pod is retried: with the config it tells apart ParallelFor iterations and a team's
-    # tasks that left task_name as the placeholder.
-    identity = json.dumps({"training": training, "model_uri": model_uri}, sort_keys=True)
-    name = job_name(run_id, resolve_task_name(task_name, "train-pytorchjob"), identity)
+    name = run_scoped_job_name(run_id, task_name, training, model_uri)
     namespace = settings.namespace or get_default_target_namespace()
     if bridge in ("volume", "workspace"):
         staging = os.path.join(_shared_root(bridge, settings, workspace_path), name)
@@ -265,8 +275,11 @@ def _train_on_cluster(
         }
         # The replicas reach KFP's store as the step does: its location, and its keys by
         # secretKeyRef to the Secret KFP's launcher reads (never a value in the manifest).
-        store = artifact_store.current()
-        if store is not None and any(store.covers(uri) for uri in [*inputs.values(), staging]):
+        try:
+            store = artifact_store.store_for(*inputs.values(), staging)
+        except artifact_store.ArtifactStoreError as err:
+            raise ConfigError(f"the replicas cannot reach the inputs: {err}") from err
+        if store is not None:
             settings.extra_env = [*settings.extra_env, *store.replica_env()]
     config = _config(
         training,

@@ -37,7 +37,8 @@ def test_a_run_that_used_credentials_shows_them_nowhere(s3_bucket, tmp_path, cap
         str(tmp_path),
     )
     logs = capfd.readouterr()
-    assert "fit-preprocessor" in logs.out + logs.err  # the run happened and was logged
+    run_log = (pathlib.Path(root) / "run.log").read_text()
+    assert "Task 'fit-preprocessor' finished with status SUCCESS" in run_log  # it ran, and was logged
     places = {"logs": logs.out + logs.err}
     for path in pathlib.Path(root).rglob("*"):
         if path.is_file():
@@ -48,10 +49,12 @@ def test_a_run_that_used_credentials_shows_them_nowhere(s3_bucket, tmp_path, cap
     assert not leaks
 
 
-def test_compiled_pipelines_take_credentials_only_from_a_secret_reference():
-    spec = (REPO / "compiled" / "pipelines" / "training_pipeline.yaml").read_text()
-    assert "secretNameParameter" in spec and "AWS_SECRET_ACCESS_KEY" in spec
-    assert "aws_secret_access_key:" not in spec.lower()
+def test_compiled_pipelines_carry_no_credentials():
+    """The artifact store's keys are read at run time from the Secret KFP's launcher reads, and
+    reach the replicas as secretKeyRef: nothing of them is compiled in."""
+    for path in (REPO / "compiled").rglob("*.yaml"):
+        spec = path.read_text().lower()
+        assert "aws_secret_access_key" not in spec and "secretkey:" not in spec, path
 
 
 def test_nothing_loads_pickles():

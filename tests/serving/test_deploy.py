@@ -173,5 +173,46 @@ def test_every_api_call_the_deployer_makes_is_granted_by_the_shipped_role(
     granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
     used = set(emulated_cluster.calls)
     assert used <= granted, f"not granted: {used - granted}"
-    # delete: a failed first deploy; get pods: only when run_id was left as KFP's placeholder.
-    assert granted - used <= {("delete", "inferenceservices.serving.kserve.io"), ("get", "pods")}, granted - used
+    # delete: a failed first deploy; get pods: only when run_id was left as KFP's placeholder; the
+    # rest only for a model in KFP's artifact store (the storage-initializer test covers those).
+    conditional = {("delete", "inferenceservices.serving.kserve.io"), ("get", "pods")}
+    conditional |= {("get", "configmaps"), ("get", "secrets"), ("create", "secrets"), ("update", "secrets")}
+    assert granted - used <= conditional, granted - used
+
+
+@pytest.mark.e2e
+def test_the_predictor_reads_a_model_in_kfps_artifact_store_through_kserves_storage_initializer(
+    sample_model, test_rows, emulated_cluster, secured_s3, monkeypatch
+):
+    """A model at `s3://mlpipeline/...` in a store that enforces credentials on no default
+    endpoint: the deployer hands KServe's storage initializer (the real `kserve-storage` code, run
+    as the init container) the store's endpoint and keys through the Secret named by
+    `serving.kserve.io/storageSecretName`. Before, it got neither and never became Ready."""
+    from support import kfp_store
+
+    from mlworkloads import artifact_store
+
+    monkeypatch.delenv(artifact_store.STORE_ENV, raising=False)
+    kfp_store.install_launcher_config(secured_s3)
+    emulated_cluster.calls.clear()  # from here on, only the deployer's calls
+    key = kfp_store.upload(secured_s3, sample_model, "v2/artifacts/training-pipeline/run-7/train-pytorchjob/model")
+    model = load(sample_model)
+    service = ServiceSettings(
+        name="flights", image=PREDICTOR_IMAGE, model_uri=f"s3://mlpipeline/{key}", namespace="default",
+        deployment_mode="Standard",
+    )  # fmt: skip
+    outcome = deploy.deploy_kserve(
+        service, test_rows, _expected(sample_model, test_rows), model.preprocessor.feature_columns,
+        model.preprocessor.classes, ready_timeout=90, poll_interval=1, echo=lambda _: None,
+    )  # fmt: skip
+    assert outcome["manifest"]["metadata"]["annotations"]["serving.kserve.io/storageSecretName"] == (
+        "mlworkloads-artifact-store"
+    )
+    secret = kfp_store.core_api().read_namespaced_secret("mlworkloads-artifact-store", "default")
+    assert secret.metadata.annotations["serving.kserve.io/s3-endpoint"] == secured_s3["endpoint"]
+    assert set(secret.data) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    served = _served_probabilities(_service_url(emulated_cluster), sample_model, test_rows)
+    np.testing.assert_allclose(served, model.predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+    granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
+    assert {("get", "configmaps"), ("get", "secrets"), ("create", "secrets")} <= set(emulated_cluster.calls)
+    assert set(emulated_cluster.calls) <= granted

@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -50,7 +51,7 @@ class Revision:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -139,16 +140,32 @@ class InferenceServiceController:
 
     # ---- revisions -----------------------------------------------------------------------------
 
-    def _start(self, ns: str, name: str, template: dict[str, Any], revision_name: str, generation: int) -> Revision:
-        """Runs the predictor container of `template` as a local process: one ready-checked "pod"."""
+    def _start(self, obj: dict[str, Any], template: dict[str, Any], revision_name: str) -> Revision:
+        """Runs the predictor container of `template` as a local process: one ready-checked "pod".
+
+        A `STORAGE_URI` with a scheme first goes through KServe's real storage initializer (the
+        `kserve-storage` package) with the environment KServe's credential builder gives it; a
+        plain local path (a test's model directory) is handed to the server as it is.
+        """
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        generation = obj["metadata"].get("generation", 1)
         container = template["containers"][0]
         storage = next((e["value"] for e in container.get("env") or [] if e["name"] == "STORAGE_URI"), "")
-        args = [storage if a == "/mnt/models" else a for a in container.get("args") or []]
+        log_path = os.path.join(self.cluster.workdir, f"{ns}-{revision_name}.log")
         port = free_port()
+        if "://" in storage:
+            models = os.path.join(self.cluster.workdir, f"{ns}-{revision_name}-models")
+            failure = self._storage_initializer(obj, storage, models, log_path)
+            if failure:
+                revision = Revision(revision_name, generation, port, None, log_path)
+                revision.template, revision.failed = template, failure
+                self.cluster.record_event(ns, "Pod", revision_name, "Failed", failure, "Warning")
+                return revision
+            storage = models
+        args = [storage if a == "/mnt/models" else a for a in container.get("args") or []]
         args = _set_arg(args, "--http_port", str(port))
         args = _set_arg(args, "--grpc_port", str(free_port()))
-        log_path = os.path.join(self.cluster.workdir, f"{ns}-{revision_name}.log")
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 resolve_command(container["command"] + args),
                 stdout=log,
@@ -162,11 +179,28 @@ class InferenceServiceController:
         threading.Thread(target=self._probe, args=(ns, name, revision), daemon=True).start()
         return revision
 
+    def _storage_initializer(self, obj: dict[str, Any], uri: str, models: str, log_path: str) -> str:
+        """Runs `kserve_storage.Storage.download(uri, models)` as the init container; returns a failure or ""."""
+        env = {
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            **storage_credentials(self.cluster, obj),
+        }
+        code = "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])"
+        with open(log_path, "ab") as log:
+            result = subprocess.run(
+                [sys.executable, "-c", code, uri, models], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=120
+            )
+        if result.returncode == 0:
+            return ""
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            return f"storage-initializer exited with code {result.returncode} (Init:Error): {f.read()[-600:]}"
+
     def _new_revision(self, obj: dict[str, Any]) -> None:
         name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
         service = self.services[(ns, name)]
         revision_name = f"{name}-predictor-{len(service.revisions) + 1:05d}"
-        revision = self._start(ns, name, _predictor_template(obj), revision_name, obj["metadata"].get("generation", 1))
+        revision = self._start(obj, _predictor_template(obj), revision_name)
         service.revisions.append(revision)
         self._reconcile(obj)
 
@@ -188,7 +222,7 @@ class InferenceServiceController:
                 if running is None or running.template != template:
                     if running is not None:
                         running.stop()
-                    service.deployments[svc] = self._start(ns, name, template, svc, generation)
+                    service.deployments[svc] = self._start(obj, template, svc)
             for orphan in set(service.deployments) - set(wanted):
                 doomed = service.deployments.pop(orphan)
                 threading.Timer(3.0, doomed.stop).start()  # drain, as a Deployment's pods terminate
@@ -227,6 +261,8 @@ class InferenceServiceController:
         self.cluster.update_status("inferenceservices", ns, name, mutate)
 
     def _probe(self, ns: str, name: str, revision: Revision) -> None:
+        if revision.process is None:
+            return
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if revision.process.poll() is not None:
@@ -325,6 +361,39 @@ class InferenceServiceController:
             status["conditions"] = [predictor_ready, condition]
 
         self.cluster.update_status("inferenceservices", ns, name, mutate)
+
+
+def storage_credentials(cluster, obj: dict[str, Any]) -> dict[str, str]:
+    """The S3 environment KServe's credential builder gives the storage initializer.
+
+    Only the InferenceService's `serving.kserve.io/storageSecretName` Secret, with
+    inferenceservice-config's default key names (pkg/credentials/service_account_credentials.go,
+    s3/s3_secret.go `BuildSecretEnvs`, s3/utils.go `BuildS3EnvVars`, KServe v0.20.0); a service
+    account's secrets and IRSA are not emulated.
+    """
+    import base64
+
+    secret_name = (obj["metadata"].get("annotations") or {}).get("serving.kserve.io/storageSecretName")
+    secret = cluster.get_object("secrets", obj["metadata"]["namespace"], secret_name) if secret_name else None
+    if secret is None:
+        return {}
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    annotations = secret["metadata"].get("annotations") or {}
+    env = {k: data[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k in data}
+    endpoint = annotations.get("serving.kserve.io/s3-endpoint", "").strip()
+    if endpoint:
+        if endpoint.lower().startswith(("http://", "https://")):
+            https = "1" if endpoint.lower().startswith("https://") else "0"
+            env.update(S3_USE_HTTPS=https, S3_ENDPOINT=endpoint.split("://", 1)[1], AWS_ENDPOINT_URL=endpoint)
+        else:
+            https = annotations.get("serving.kserve.io/s3-usehttps", "")
+            scheme = "http" if https == "0" else "https"
+            env.update(S3_ENDPOINT=endpoint, AWS_ENDPOINT_URL=f"{scheme}://{endpoint}")
+            if https:
+                env["S3_USE_HTTPS"] = https
+    if "serving.kserve.io/s3-region" in annotations:
+        env["AWS_DEFAULT_REGION"] = annotations["serving.kserve.io/s3-region"]
+    return env
 
 
 def _standard(obj: dict[str, Any]) -> bool:
