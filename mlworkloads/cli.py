@@ -125,6 +125,10 @@ def run_command(
         )
     except StepFailed as err:
         _fail(f"pipeline {pipeline!r} failed: {err}", code=1)
+    except KeyboardInterrupt:
+        _fail(
+            f"pipeline {pipeline!r} interrupted; every step was stopped. Outputs so far: {_shown(runs_dir)}", code=130
+        )
     typer.echo(f"\nPipeline {pipeline!r} succeeded. Outputs under {root}:")
     for task, path, size in list_artifacts(root):
         typer.echo(f"  {task:<24} {os.path.basename(path):<20} {size:>12,} bytes")

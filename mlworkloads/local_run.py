@@ -14,6 +14,7 @@ import datetime
 import io
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -50,6 +51,66 @@ class TaskEvent:
     text: str = ""
     status: str = ""
     seconds: float = 0.0
+
+
+#: After Ctrl-C, how long the steps get to stop on their own (they got SIGINT from the terminal,
+#: and stop their own children), then how long after SIGTERM before everything left is killed.
+STOP_GRACE_SECONDS = 4.0
+KILL_AFTER_TERM_SECONDS = 1.5
+
+
+def stop_descendants(grace: float = STOP_GRACE_SECONDS, after_term: float = KILL_AFTER_TERM_SECONDS) -> None:
+    """Waits `grace` seconds for every process this one started to exit, then SIGTERMs and
+    finally SIGKILLs what is left: torchrun and its workers (in sessions of their own), servers.
+
+    kfp.local runs each step in a worker thread and, on Ctrl-C, waits for that thread, which
+    waits for the step's process: without this a loaded machine kept a run alive for minutes.
+    """
+    import psutil
+
+    try:
+        tree = psutil.Process().children(recursive=True)
+    except psutil.NoSuchProcess:  # pragma: no cover - this process always exists
+        return
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=after_term)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=2)
+
+
+@contextlib.contextmanager
+def _stop_children_on_interrupt():
+    """Ctrl-C (SIGINT) or SIGTERM: a watchdog thread bounds how long the steps take to stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    watchdogs: list[threading.Thread] = []
+
+    def on_signal(signum, frame):
+        # A second Ctrl-C means now: no grace.
+        grace = STOP_GRACE_SECONDS if not watchdogs else 0.0
+        watchdog = threading.Thread(target=stop_descendants, args=(grace,), daemon=True)
+        watchdogs.append(watchdog)
+        watchdog.start()
+        raise KeyboardInterrupt
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        # However the interrupt unwound kfp.local (it may not wait for its step processes), this
+        # process ends only once everything it started has stopped.
+        for watchdog in watchdogs:
+            watchdog.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class StepFailed(RuntimeError):
@@ -106,6 +167,7 @@ class _RunLog(io.TextIOBase):
 
     def _line(self, line: str) -> None:
         self.file.write(line + "\n")
+        self.file.flush()  # so that `tail -f run.log` follows the run
         if self.callbacks_echo:
             self.echo(line)
         if match := _STARTED.search(line):
@@ -147,6 +209,9 @@ def run_locally(
     whole output goes to `<root>/run.log`; `on_event` hears of each task's start, end and
     highlighted lines, and `echo` (if given) gets every line as well.
 
+    Ctrl-C stops every step's processes within `STOP_GRACE_SECONDS + KILL_AFTER_TERM_SECONDS`
+    and raises KeyboardInterrupt; artifacts are written atomically, so none is left half-written.
+
     Raises:
         StepFailed: a step failed; the message is that step's own error and the log's path.
     """
@@ -169,7 +234,7 @@ def run_locally(
 
     run_log = _RunLog(log_path, record, echo)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(run_log):
+        with _stop_children_on_interrupt(), warnings.catch_warnings(), contextlib.redirect_stdout(run_log):
             warnings.simplefilter("ignore", category=RuntimeWarning)
             # kfp.local says that it ignores the steps' resource requests, for every task.
             warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")

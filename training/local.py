@@ -120,7 +120,7 @@ def _stop_group_on_exit(process: subprocess.Popen):
             signal.signal(signal.SIGTERM, previous)
 
 
-def _kill_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+def _kill_group(process: subprocess.Popen, grace_seconds: float = 3.0) -> None:
     """Stops torchrun and every worker it started.
 
     torchrun's agent stops its workers on SIGTERM; the workers run in process groups of their
