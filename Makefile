@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch lies on this machine's disk; any other resolution pulls a 5 GB CUDA build.
+# torch is pinned: the CPU wheel from /opt/wheels where one lies on disk, else PyPI's (CUDA) build,
+# which runs on the CPU too; pip's cache keeps the download between installs.
 TORCH := torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import kfp.local
 
+from mlworkloads.processes import stop_processes
 from mlworkloads.training.launch import WORK_DIR_NAME
 
 LOG_NAME = "run.log"
@@ -73,14 +74,7 @@ def stop_descendants(grace: float = STOP_GRACE_SECONDS, after_term: float = KILL
     except psutil.NoSuchProcess:  # pragma: no cover - this process always exists
         return
     _, alive = psutil.wait_procs(tree, timeout=grace)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(alive, timeout=after_term)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(alive, timeout=2)
+    stop_processes(alive, term_grace=after_term, kill_wait=2.0)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from mlworkloads import artifact_store
 from mlworkloads.kube import api_status, forbidden, service_proxy_client
+from mlworkloads.processes import stop_processes
 from mlworkloads.serving.inferenceservice import (
     HTTP_PORT_NAME,
     MODEL_URI_ANNOTATION,
@@ -119,14 +120,7 @@ def stop_process_tree(process: subprocess.Popen, grace_seconds: float = 10.0) ->
         tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         tree = []
-    for member in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=grace_seconds)
-    for member in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    psutil.wait_procs(alive, timeout=5)
+    stop_processes(tree, term_grace=grace_seconds)
     with contextlib.suppress(Exception):
         process.wait(timeout=5)
 
