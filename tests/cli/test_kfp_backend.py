@@ -172,4 +172,5 @@ def test_compiled_pipelines_parse_with_kfps_own_loader():
 
     for path in COMPILED.glob("*.yaml"):
         assert components.load_component_from_file(str(path)).component_spec.name
-        assert yaml.safe_load_all(path.read_text())
+        spec, platform = yaml.safe_load_all(path.read_text())
+        assert spec["root"]["dag"]["tasks"] and "kubernetes" in platform["platforms"]

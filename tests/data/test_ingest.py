@@ -71,9 +71,8 @@ def test_data_report_lists_rows_types_nulls_and_label_distribution(small_csv):
     assert "| True | 2 | 66.7% |" in report
 
 
-def test_flights_demo_task_is_what_the_pipeline_defaults_to():
-    from mlworkloads.pipelines import PIPELINES
-
-    inputs = PIPELINES["data_pipeline"].component_spec.inputs
-    assert inputs["source_uri"].default == FLIGHTS_URI
-    assert inputs["derived_columns"].default == FLIGHTS_TASK["derived_columns"]
+def test_the_flights_task_keeps_the_rows_it_promises():
+    """The demo's task: rows with an arrival delay, the derived label, the leaking columns gone."""
+    table = ingest(IngestConfig(source_uri=FLIGHTS_URI, **FLIGHTS_TASK))
+    assert table.num_rows == 327_346 and FLIGHTS_TASK["label_column"] in table.column_names
+    assert not set(FLIGHTS_TASK["drop_columns"]) & set(table.column_names)

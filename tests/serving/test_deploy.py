@@ -16,7 +16,7 @@ from mlworkloads.training.export import load
 
 
 @pytest.fixture(scope="module")
-def test_rows(sample_features):
+def held_out_rows(sample_features):
     return pq.read_table(sample_features["test_raw"]).slice(0, 200)
 
 
@@ -63,8 +63,8 @@ def _service_url(cluster):
 
 
 @pytest.mark.e2e
-def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, test_rows, emulated_cluster):
-    outcome, lines = _deploy(sample_model, test_rows, image_pull_secrets=["registry-creds"])
+def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, held_out_rows, emulated_cluster):
+    outcome, lines = _deploy(sample_model, held_out_rows, image_pull_secrets=["registry-creds"])
     assert any("Ready with 100% of traffic" in line for line in lines)
     (stored,) = emulated_cluster.jobs("inferenceservices")
     assert stored["spec"]["predictor"]["imagePullSecrets"] == [{"name": "registry-creds"}]
@@ -72,15 +72,17 @@ def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, test_rows, em
     assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     container = stored["spec"]["predictor"]["containers"][0]
     assert {"name": "STORAGE_URI", "value": sample_model} in container["env"]
-    served = _served_probabilities(outcome["url"], sample_model, test_rows)
-    np.testing.assert_allclose(served, load(sample_model).predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+    served = _served_probabilities(outcome["url"], sample_model, held_out_rows)
+    np.testing.assert_allclose(served, load(sample_model).predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["Knative", "Standard"])
-def test_an_update_goes_out_as_a_canary_and_is_promoted(sample_model, other_model, test_rows, emulated_cluster, mode):
-    _deploy(sample_model, test_rows, mode=mode)
-    outcome, lines = _deploy(other_model, test_rows, mode=mode)
+def test_an_update_goes_out_as_a_canary_and_is_promoted(
+    sample_model, other_model, held_out_rows, emulated_cluster, mode
+):
+    _deploy(sample_model, held_out_rows, mode=mode)
+    outcome, lines = _deploy(other_model, held_out_rows, mode=mode)
     assert any("with a 20% canary" in line for line in lines)
     assert any("promoted the canary" in line for line in lines)
     (stored,) = emulated_cluster.jobs("inferenceservices")
@@ -90,32 +92,32 @@ def test_an_update_goes_out_as_a_canary_and_is_promoted(sample_model, other_mode
     else:  # the promoted canary took over the stable predictor's name, and with it all traffic
         assert stored["spec"]["predictor"]["name"] == predictor_name(other_model)
         assert "canaryStatuses" not in stored["status"]
-    served = _served_probabilities(_service_url(emulated_cluster), other_model, test_rows)
-    np.testing.assert_allclose(served, load(other_model).predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+    served = _served_probabilities(_service_url(emulated_cluster), other_model, held_out_rows)
+    np.testing.assert_allclose(served, load(other_model).predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["Knative", "Standard"])
 def test_a_canary_that_fails_its_smoke_test_is_rolled_back_and_the_old_model_answers(
-    sample_model, other_model, test_rows, emulated_cluster, mode
+    sample_model, other_model, held_out_rows, emulated_cluster, mode
 ):
-    _deploy(sample_model, test_rows, mode=mode)
-    wrong_expectations = _expected(sample_model, test_rows)  # what the other model will not return
+    _deploy(sample_model, held_out_rows, mode=mode)
+    wrong_expectations = _expected(sample_model, held_out_rows)  # what the other model will not return
     with pytest.raises(deploy.DeployFailed) as err:
-        _deploy(other_model, test_rows, expected=wrong_expectations, mode=mode)
+        _deploy(other_model, held_out_rows, expected=wrong_expectations, mode=mode)
     assert "rolled back" in str(err.value) and "predictions differ from the offline ones" in str(err.value)
     (stored,) = emulated_cluster.jobs("inferenceservices")
     assert {"name": "STORAGE_URI", "value": sample_model} in stored["spec"]["predictor"]["containers"][0]["env"]
     assert "canary" not in stored["spec"]
-    served = _served_probabilities(_service_url(emulated_cluster), sample_model, test_rows)
-    np.testing.assert_allclose(served, load(sample_model).predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+    served = _served_probabilities(_service_url(emulated_cluster), sample_model, held_out_rows)
+    np.testing.assert_allclose(served, load(sample_model).predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
 
 
 @pytest.mark.e2e
 def test_a_canary_that_never_becomes_ready_times_out_and_is_rolled_back(
-    sample_model, test_rows, emulated_cluster, tmp_path
+    sample_model, held_out_rows, emulated_cluster, tmp_path
 ):
-    _deploy(sample_model, test_rows)
+    _deploy(sample_model, held_out_rows)
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "model.json").write_text("{}")
@@ -124,8 +126,8 @@ def test_a_canary_that_never_becomes_ready_times_out_and_is_rolled_back(
     with pytest.raises(deploy.DeployFailed) as err:
         deploy.deploy_kserve(
             service,
-            test_rows,
-            _expected(sample_model, test_rows),
+            held_out_rows,
+            _expected(sample_model, held_out_rows),
             model.preprocessor.feature_columns,
             model.preprocessor.classes,
             ready_timeout=8,
@@ -133,21 +135,21 @@ def test_a_canary_that_never_becomes_ready_times_out_and_is_rolled_back(
             echo=lambda _: None,
         )
     assert "was not Ready within 8 s" in str(err.value) and "rolled back" in str(err.value)
-    served = _served_probabilities(_service_url(emulated_cluster), sample_model, test_rows)
-    np.testing.assert_allclose(served, model.predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+    served = _served_probabilities(_service_url(emulated_cluster), sample_model, held_out_rows)
+    np.testing.assert_allclose(served, model.predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
 
 
 @pytest.mark.e2e
-def test_a_new_service_that_fails_is_deleted(sample_model, other_model, test_rows, emulated_cluster):
+def test_a_new_service_that_fails_is_deleted(sample_model, other_model, held_out_rows, emulated_cluster):
     with pytest.raises(deploy.DeployFailed, match="was deleted"):
-        _deploy(other_model, test_rows, expected=_expected(sample_model, test_rows))
+        _deploy(other_model, held_out_rows, expected=_expected(sample_model, held_out_rows))
     assert emulated_cluster.jobs("inferenceservices") == []
 
 
-def test_a_forbidden_create_says_which_permission_is_missing(sample_model, test_rows, emulated_cluster):
+def test_a_forbidden_create_says_which_permission_is_missing(sample_model, held_out_rows, emulated_cluster):
     emulated_cluster.deny.add(("create", "inferenceservices.serving.kserve.io"))
     with pytest.raises(PermissionError, match="may not create inferenceservices.serving.kserve.io"):
-        _deploy(sample_model, test_rows)
+        _deploy(sample_model, held_out_rows)
 
 
 def test_the_live_services_model_is_found_for_the_champion_comparison(sample_model, emulated_cluster):
@@ -163,13 +165,13 @@ def test_the_live_services_model_is_found_for_the_champion_comparison(sample_mod
 
 @pytest.mark.e2e
 def test_every_api_call_the_deployer_makes_is_granted_by_the_shipped_role(
-    sample_model, other_model, test_rows, emulated_cluster
+    sample_model, other_model, held_out_rows, emulated_cluster
 ):
     for mode, name in (("Knative", "flights"), ("Standard", "flights-std")):
-        _deploy(sample_model, test_rows, mode=mode, name=name)
-        _deploy(other_model, test_rows, mode=mode, name=name)  # canary + promote
+        _deploy(sample_model, held_out_rows, mode=mode, name=name)
+        _deploy(other_model, held_out_rows, mode=mode, name=name)  # canary + promote
         with pytest.raises(deploy.DeployFailed):  # canary + rollback
-            _deploy(sample_model, test_rows, expected=_expected(other_model, test_rows), mode=mode, name=name)
+            _deploy(sample_model, held_out_rows, expected=_expected(other_model, held_out_rows), mode=mode, name=name)
     granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
     used = set(emulated_cluster.calls)
     assert used <= granted, f"not granted: {used - granted}"
@@ -182,7 +184,7 @@ def test_every_api_call_the_deployer_makes_is_granted_by_the_shipped_role(
 
 @pytest.mark.e2e
 def test_the_predictor_reads_a_model_in_kfps_artifact_store_through_kserves_storage_initializer(
-    sample_model, test_rows, emulated_cluster, secured_s3, monkeypatch
+    sample_model, held_out_rows, emulated_cluster, secured_s3, monkeypatch
 ):
     """A model at `s3://mlpipeline/...` in a store that enforces credentials on no default
     endpoint: the deployer hands KServe's storage initializer (the real `kserve-storage` code, run
@@ -202,7 +204,7 @@ def test_the_predictor_reads_a_model_in_kfps_artifact_store_through_kserves_stor
         deployment_mode="Standard",
     )  # fmt: skip
     outcome = deploy.deploy_kserve(
-        service, test_rows, _expected(sample_model, test_rows), model.preprocessor.feature_columns,
+        service, held_out_rows, _expected(sample_model, held_out_rows), model.preprocessor.feature_columns,
         model.preprocessor.classes, ready_timeout=90, poll_interval=1, echo=lambda _: None,
     )  # fmt: skip
     assert outcome["manifest"]["metadata"]["annotations"]["serving.kserve.io/storageSecretName"] == (
@@ -211,8 +213,8 @@ def test_the_predictor_reads_a_model_in_kfps_artifact_store_through_kserves_stor
     secret = kfp_store.core_api().read_namespaced_secret("mlworkloads-artifact-store", "default")
     assert secret.metadata.annotations["serving.kserve.io/s3-endpoint"] == secured_s3["endpoint"]
     assert set(secret.data) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    served = _served_probabilities(_service_url(emulated_cluster), sample_model, test_rows)
-    np.testing.assert_allclose(served, model.predict_columns(test_rows.slice(0, 8)), atol=1e-6)
+    served = _served_probabilities(_service_url(emulated_cluster), sample_model, held_out_rows)
+    np.testing.assert_allclose(served, model.predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
     granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
     assert {("get", "configmaps"), ("get", "secrets"), ("create", "secrets")} <= set(emulated_cluster.calls)
     assert set(emulated_cluster.calls) <= granted

@@ -9,7 +9,7 @@ from mlworkloads.training.export import load
 
 
 @pytest.fixture(scope="module")
-def test_split(sample_features):
+def evaluation_split(sample_features):
     return pq.read_table(sample_features["test_raw"])
 
 
@@ -23,8 +23,8 @@ def worse(other_model):  # 1 epoch, [16]
     return load(other_model)
 
 
-def test_the_better_model_really_is_better(better, worse, test_split):
-    assert evaluate(better, test_split).metrics["roc_auc"] > evaluate(worse, test_split).metrics["roc_auc"]
+def test_the_better_model_really_is_better(better, worse, evaluation_split):
+    assert evaluate(better, evaluation_split).metrics["roc_auc"] > evaluate(worse, evaluation_split).metrics["roc_auc"]
 
 
 @pytest.mark.parametrize(
@@ -41,20 +41,20 @@ def test_the_better_model_really_is_better(better, worse, test_split):
         ({"roc_auc": ">=0.5"}, "better-is-champion", 0.0, False, "does not beat"),
     ],
 )
-def test_the_gate(better, worse, test_split, thresholds, use_champion, min_improvement, passed, reason):
+def test_the_gate(better, worse, evaluation_split, thresholds, use_champion, min_improvement, passed, reason):
     challenger, champion = better, None
     if use_champion == "worse-is-champion":
         champion = worse
     elif use_champion == "better-is-champion":
         challenger, champion = worse, better
-    result = evaluate(challenger, test_split, thresholds, champion=champion, min_improvement=min_improvement)
+    result = evaluate(challenger, evaluation_split, thresholds, champion=champion, min_improvement=min_improvement)
     assert result.passed is passed
     assert any(reason in r for r in result.reasons), result.reasons
 
 
-def test_evaluation_reports_the_confusion_matrix_roc_curve_and_predictions(better, test_split):
-    result = evaluate(better, test_split)
-    assert sum(map(sum, result.confusion)) == test_split.num_rows
+def test_evaluation_reports_the_confusion_matrix_roc_curve_and_predictions(better, evaluation_split):
+    result = evaluate(better, evaluation_split)
+    assert sum(map(sum, result.confusion)) == evaluation_split.num_rows
     assert result.classes == ["False", "True"]
     assert result.roc["fpr"][0] == 0.0 and result.roc["tpr"][-1] == 1.0
     assert result.predictions.column_names == ["predicted_class", "probability_False", "probability_True"]
@@ -70,6 +70,6 @@ def test_bad_thresholds_are_refused_naming_them(thresholds, message):
         parse_thresholds(thresholds)
 
 
-def test_a_threshold_on_a_metric_the_task_lacks_is_refused(better, test_split):
+def test_a_threshold_on_a_metric_the_task_lacks_is_refused(better, evaluation_split):
     with pytest.raises(DataError, match="thresholds names metric 'rmse'"):
-        evaluate(better, test_split, {"rmse": "<=1"})
+        evaluate(better, evaluation_split, {"rmse": "<=1"})
