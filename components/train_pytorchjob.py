@@ -90,7 +90,7 @@ def train_pytorchjob(
         task_config: Filled by KFP from the task's resources, tolerations, node selector,
             affinity and env, and forwarded to the training replicas.
         backend: "auto" (PyTorchJob inside a cluster, local otherwise), "local" or "pytorchjob".
-        hidden_sizes: MLP hidden layer widths (default [128, 64]).
+        hidden_sizes: MLP hidden layer widths; empty for the trainer's default ([128, 64]).
         dropout: Dropout after each hidden layer.
         embedding_dim: Embedding width per categorical column; 0 chooses per column.
         model_factory: Optional "module:function" building your own nn.Module from the feature spec.
@@ -143,17 +143,16 @@ def train_pytorchjob(
         curves: HTML page with the loss and validation-metric curves per epoch.
     """
     from mlworkloads.training import launch
-    from mlworkloads.training.report import curves_html
 
     passed = task_config or dsl.TaskConfig()
-    summary = launch.train(
+    result = launch.train_step(
         train_features=launch.Inputs(train_features.path, train_features.uri),
         validation_features=launch.Inputs(validation_features.path, validation_features.uri),
         preprocessor=launch.Inputs(preprocessor.path, preprocessor.uri),
         model_dir=model.path,
         model_uri=model.uri,
         training={
-            "hidden_sizes": hidden_sizes or [128, 64],
+            "hidden_sizes": hidden_sizes,
             "dropout": dropout,
             "embedding_dim": embedding_dim,
             "model_factory": model_factory,
@@ -166,8 +165,6 @@ def train_pytorchjob(
             "early_stopping_patience": early_stopping_patience,
             "seed": seed,
         },
-        backend=backend,
-        nproc_per_node=nproc_per_node,
         job={
             "image": trainer_image,
             "namespace": namespace,
@@ -177,8 +174,8 @@ def train_pytorchjob(
             "cpu": cpu,
             "memory": memory,
             "shm_size": shm_size,
-            "node_selector": {**(passed.node_selector or {}), **(node_selector or {})},
-            "tolerations": [*(passed.tolerations or []), *(tolerations or [])],
+            "node_selector": node_selector or {},
+            "tolerations": tolerations or [],
             "queue_name": queue_name,
             "service_account": service_account,
             "image_pull_secrets": image_pull_secrets or [],
@@ -192,12 +189,18 @@ def train_pytorchjob(
             "clean_pod_policy": clean_pod_policy,
             "elastic_min_replicas": elastic_min_replicas,
             "elastic_max_replicas": elastic_max_replicas,
-            "resources": passed.resources or {},
-            "affinity": passed.affinity or {},
-            "extra_env": passed.env or [],
-            "volumes": passed.volumes or [],
-            "volume_mounts": passed.volume_mounts or [],
         },
+        passed_through={
+            "resources": passed.resources,
+            "tolerations": passed.tolerations,
+            "node_selector": passed.node_selector,
+            "affinity": passed.affinity,
+            "env": passed.env,
+            "volumes": passed.volumes,
+            "volume_mounts": passed.volume_mounts,
+        },
+        backend=backend,
+        nproc_per_node=nproc_per_node,
         bridge=bridge,
         workspace_path=workspace_path,
         run_id=run_id,
@@ -206,30 +209,11 @@ def train_pytorchjob(
         keep_job=keep_job,
         max_restarts=max_restarts,
     )
-    final = summary["metrics"]
-    hyperparameters = {
-        "hidden_sizes": [int(h) for h in (hidden_sizes or [128, 64])],
-        "learning_rate": learning_rate,
-        "dropout": dropout,
-        "batch_size": batch_size,
-        "weight_decay": weight_decay,
-    }
-    model.metadata["hyperparameters"] = hyperparameters
-    model.metadata.update(
-        {
-            "framework": "pytorch",
-            "torch_version": summary.get("torch_version", ""),
-            "world_size": summary.get("world_size", 0),
-            "best_epoch": summary["best_epoch"] + 1,
-            **{k: round(v, 6) for k, v in final.items()},
-        }
-    )
-    for key, value in final.items():
-        metrics.log_metric(key, round(float(value), 6))
-    metrics.log_metric("samples_per_second", round(float(summary["samples_per_second"]), 1))
-    metrics.log_metric("epochs_run", summary["epochs_run"])
+    model.metadata.update(result.metadata)
+    for key, value in result.metrics.items():
+        metrics.log_metric(key, value)
     with open(curves.path, "w", encoding="utf-8") as f:
-        f.write(curves_html(summary["history"]))
+        f.write(result.curves_html)
 
 
 with_input_default(train_pytorchjob, "trainer_image", TRAINER_IMAGE)

@@ -128,6 +128,76 @@ def train(
     )
 
 
+@dataclasses.dataclass
+class TrainStepResult:
+    """What the `train_pytorchjob` step records: the model's metadata, its metrics, the curves page."""
+
+    metadata: dict[str, Any]
+    metrics: dict[str, float]
+    curves_html: str
+
+
+def train_step(
+    *,
+    train_features: Inputs,
+    validation_features: Inputs,
+    preprocessor: Inputs,
+    model_dir: str,
+    model_uri: str,
+    training: dict[str, Any],
+    job: dict[str, Any],
+    passed_through: dict[str, Any],
+    **options: Any,
+) -> TrainStepResult:
+    """What the `train_pytorchjob` component does: train, then shape what the step records.
+
+    `passed_through` is what KFP passes through from the task (its `TaskConfig`: resources,
+    tolerations, node selector, affinity, env, volumes); the task's node selector and
+    tolerations are merged with the component's own. `options` are `train`'s.
+    """
+    from mlworkloads.training.report import curves_html
+    from mlworkloads.training.sweep import HYPERPARAMETERS_KEY, recorded_hyperparameters
+
+    training = {k: v for k, v in training.items() if v is not None}  # None: TrainConfig's default
+    job = {
+        **job,
+        "node_selector": {**(passed_through.get("node_selector") or {}), **(job.get("node_selector") or {})},
+        "tolerations": [*(passed_through.get("tolerations") or []), *(job.get("tolerations") or [])],
+        "resources": passed_through.get("resources") or {},
+        "affinity": passed_through.get("affinity") or {},
+        "extra_env": passed_through.get("env") or [],
+        "volumes": passed_through.get("volumes") or [],
+        "volume_mounts": passed_through.get("volume_mounts") or [],
+    }
+    summary = train(
+        train_features=train_features,
+        validation_features=validation_features,
+        preprocessor=preprocessor,
+        model_dir=model_dir,
+        model_uri=model_uri,
+        training=training,
+        job=job,
+        **options,
+    )
+    final = {key: round(float(value), 6) for key, value in summary["metrics"].items()}
+    # The settings as the trainer took them (its defaults filled in), for the sweep to read back.
+    config = _config(training, train_features.uri, validation_features.uri, preprocessor.uri, model_dir, model_dir)
+    metadata = {
+        HYPERPARAMETERS_KEY: recorded_hyperparameters(config),
+        "framework": "pytorch",
+        "torch_version": summary.get("torch_version", ""),
+        "world_size": summary.get("world_size", 0),
+        "best_epoch": summary["best_epoch"] + 1,
+        **final,
+    }
+    metrics = {
+        **final,
+        "samples_per_second": round(float(summary["samples_per_second"]), 1),
+        "epochs_run": summary["epochs_run"],
+    }
+    return TrainStepResult(metadata=metadata, metrics=metrics, curves_html=curves_html(summary["history"]))
+
+
 def run_scoped_job_name(run_id: str, task_name: str, training: dict[str, Any], model_uri: str) -> str:
     """The training job's name: the same for a retried pod of one task, distinct for every other.
 

@@ -10,6 +10,13 @@ from mlworkloads.data.errors import DataError
 LOWER_IS_BETTER = {"validation_loss", "validation_log_loss", "validation_rmse", "validation_mae"}
 #: The hyperparameters a trial records in its model's metadata, and the retrain takes.
 SWEPT = ("hidden_sizes", "learning_rate", "dropout", "batch_size", "weight_decay")
+#: The model artifact's metadata key that holds them.
+HYPERPARAMETERS_KEY = "hyperparameters"
+
+
+def recorded_hyperparameters(config) -> dict[str, Any]:
+    """What a trained model records of its `TrainConfig` for `select_best` to read back."""
+    return {key: getattr(config, key) for key in SWEPT}
 
 
 def select_best(trials: list[dict[str, Any]], metric: str) -> dict[str, Any]:
@@ -27,6 +34,8 @@ def select_best(trials: list[dict[str, Any]], metric: str) -> dict[str, Any]:
             )
     lower = metric in LOWER_IS_BETTER
     best = min(trials, key=lambda t: t[metric]) if lower else max(trials, key=lambda t: t[metric])
-    chosen = {key: best["hyperparameters"][key] for key in SWEPT if key in best.get("hyperparameters", {})}
-    chosen["hidden_sizes"] = [int(h) for h in chosen.get("hidden_sizes", [128, 64])]
+    recorded = best.get(HYPERPARAMETERS_KEY, {})
+    chosen = {key: recorded[key] for key in SWEPT if key in recorded}
+    if "hidden_sizes" in chosen:  # KFP carries numbers in lists as floats
+        chosen["hidden_sizes"] = [int(h) for h in chosen["hidden_sizes"]]
     return {**chosen, "metric": float(best[metric])}
