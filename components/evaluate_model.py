@@ -49,24 +49,20 @@ def evaluate_model(
         Output: passed: True when every threshold holds and the champion (if any) is beaten.
             Use it as `dsl.If(evaluate.outputs["Output"] == True)`.
     """
-    from mlworkloads.data.steps import read_parquet, write_outputs
-    from mlworkloads.training import evaluation
-    from mlworkloads.training.export import load
+    from mlworkloads.serving.gate import gate_step
 
-    champion_dir = champion.path if champion is not None else champion_uri
-    if champion_service and not champion_dir:
-        from mlworkloads.serving.deploy import live_model_uri
-
-        champion_dir = live_model_uri(champion_service, namespace)
-    result = evaluation.evaluate(
-        load(model.path),
-        read_parquet(test.path, "test"),
+    result = gate_step(
+        model_path=model.path,
+        test_path=test.path,
+        report_path=report.path,
+        predictions_path=predictions.path,
         thresholds=thresholds or {},
-        champion=load(champion_dir) if champion_dir else None,
+        champion_dir=champion.path if champion is not None else champion_uri,
+        champion_service=champion_service,
+        namespace=namespace,
         min_improvement=min_improvement,
         primary_metric=primary_metric,
     )
-    write_outputs(texts={report.path: evaluation.report_html(result)}, tables={predictions.path: result.predictions})
     for name, value in result.metrics.items():
         metrics.log_metric(name, round(value, 6))
     if result.confusion:

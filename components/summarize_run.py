@@ -33,9 +33,9 @@ def summarize_run(
     Returns:
         summary: Markdown run summary: final state, error, what was cleaned up, notification.
     """
-    from mlworkloads.serving.exit_handler import summarize_run as summarize
+    from mlworkloads.serving.exit_handler import summarize_step
 
-    summarize(
+    summarize_step(
         state=status.state or "UNKNOWN",
         run_id=run_id,
         pipeline_task=status.pipeline_task_name or "",

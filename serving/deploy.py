@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -26,11 +25,10 @@ import psutil
 import pyarrow as pa
 
 from mlworkloads import artifact_store
-from mlworkloads.kube import api_status, forbidden, service_proxy_client
+from mlworkloads.kube import api_status, forbidden, in_cluster, service_proxy_client
 from mlworkloads.processes import stop_processes
 from mlworkloads.serving.inferenceservice import (
     HTTP_PORT_NAME,
-    MODEL_URI_ANNOTATION,
     ServiceConfigError,
     ServiceSettings,
     as_dict,
@@ -41,6 +39,10 @@ from mlworkloads.serving.inferenceservice import (
     promoted,
     typed,
 )
+from mlworkloads.serving.kserve_api import RBAC_HINT, DeployFailed
+from mlworkloads.serving.kserve_api import call_api as _call
+from mlworkloads.serving.kserve_api import client as _client
+from mlworkloads.serving.kserve_api import namespace_or_default as _namespace
 from mlworkloads.serving.smoke import SmokeTestFailed, smoke_test
 from mlworkloads.serving.storage_secret import ensure_storage_secret
 from mlworkloads.training.export import load
@@ -48,20 +50,13 @@ from mlworkloads.training.export import load
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "local", "kserve")
-RBAC_HINT = (
-    "Apply serving/rbac.yaml to that namespace: `mlworkloads rbac -n {ns} --service-account <sa> | kubectl apply -f -`."
-)
-
-
-class DeployFailed(RuntimeError):
-    """The new model was not promoted; the message says why and what was rolled back."""
 
 
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ServiceConfigError(f"backend={backend!r}: expected one of {list(BACKENDS)}.")
     if backend == "auto":
-        return "kserve" if "KUBERNETES_SERVICE_HOST" in os.environ else "local"
+        return "kserve" if in_cluster() else "local"
     return backend
 
 
@@ -153,41 +148,6 @@ def deploy_local(
 
 
 # ---- the KServe backend --------------------------------------------------------------------
-
-
-def _client():
-    from kserve import KServeClient
-
-    return KServeClient(config_file=os.environ.get("KUBECONFIG") or None)
-
-
-def _namespace(namespace: str) -> str:
-    if namespace:
-        return namespace
-    from kserve.utils.utils import get_default_target_namespace
-
-    return get_default_target_namespace()
-
-
-def _call(action: Callable[[], Any], verb: str, namespace: str) -> Any:
-    try:
-        return action()
-    except RuntimeError as err:
-        hint = forbidden(err, verb, "inferenceservices.serving.kserve.io", namespace, RBAC_HINT.format(ns=namespace))
-        if hint:
-            raise hint from err
-        raise
-
-
-def live_model_uri(name: str, namespace: str = "", client=None) -> str:
-    """The model URI the live InferenceService `name` serves (the champion)."""
-    namespace = _namespace(namespace)
-    client = client or _client()
-    service = _call(lambda: client.get(name, namespace=namespace), "get", namespace)
-    uri = (service["metadata"].get("annotations") or {}).get(MODEL_URI_ANNOTATION)
-    if not uri:
-        raise DeployFailed(f"InferenceService {namespace}/{name} does not record its model ({MODEL_URI_ANNOTATION}).")
-    return uri
 
 
 def clear_canary(name: str, namespace: str = "", client=None) -> str:

@@ -20,7 +20,7 @@ from mlworkloads.training.cleanup import clean_up_training
 log = logging.getLogger(__name__)
 
 
-def summarize_run(
+def summarize_step(
     *,
     state: str,
     run_id: str,

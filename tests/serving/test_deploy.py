@@ -9,7 +9,7 @@ import pytest
 from support import rbac
 
 from mlworkloads.images import PREDICTOR_IMAGE
-from mlworkloads.serving import deploy
+from mlworkloads.serving import deploy, gate
 from mlworkloads.serving.inferenceservice import ServiceSettings, predictor_name
 from mlworkloads.training.evaluation import evaluate
 from mlworkloads.training.export import load
@@ -160,7 +160,7 @@ def test_the_live_services_model_is_found_for_the_champion_comparison(sample_mod
     manifest = build(ServiceSettings(name="champ", image=PREDICTOR_IMAGE, model_uri="s3://m/v1"), "default")
     client = KServeClient(config_file=str(pathlib.Path(emulated_cluster.workdir).parent / "kubeconfig"))
     client.create(manifest, namespace="default")
-    assert deploy.live_model_uri("champ", "default", client=client) == "s3://m/v1"
+    assert gate.live_model_uri("champ", "default", kserve=client) == "s3://m/v1"
 
 
 @pytest.mark.e2e
