@@ -27,7 +27,7 @@ from typing import Any
 
 from mlworkloads import artifact_store
 from mlworkloads.data.storage import artifact_uri, filesystem
-from mlworkloads.kube import resolve_task_name
+from mlworkloads.kube import in_cluster, resolve_task_name
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.local import run_torchrun
 
@@ -39,15 +39,11 @@ WORK_DIR_NAME = "training-work"
 BRIDGES = ("artifacts", "volume", "workspace")
 
 
-def in_kubernetes() -> bool:
-    return "KUBERNETES_SERVICE_HOST" in os.environ
-
-
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend!r}: expected one of {list(BACKENDS)}.")
     if backend == "auto":
-        return "pytorchjob" if in_kubernetes() else "local"
+        return "pytorchjob" if in_cluster() else "local"
     return backend
 
 

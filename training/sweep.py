@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from mlworkloads.data.errors import DataError
+from mlworkloads.training import evaluation
 
-#: Metrics where a lower value is better.
-LOWER_IS_BETTER = {"validation_loss", "validation_log_loss", "validation_rmse", "validation_mae"}
+#: Validation metrics where a lower value is better: the losses and errors of the gate's metrics.
+LOWER_IS_BETTER = {"validation_loss", *(f"validation_{name}" for name in evaluation.LOWER_IS_BETTER)}
 #: The hyperparameters a trial records in its model's metadata, and the retrain takes.
 SWEPT = ("hidden_sizes", "learning_rate", "dropout", "batch_size", "weight_decay")
 #: The model artifact's metadata key that holds them.
