@@ -1,0 +1,141 @@
+"""Build (or reuse) every binary of the test cluster from its upstream Go module.
+
+The versions live in ``versions.toml`` beside this file, and nowhere else. Binaries go to a cache
+outside the repo, keyed by a hash of that file and of our one Go source (``kubeplane/main.go``), so
+a second run with the same pins reuses them and a changed pin builds afresh. Upstream's released
+CRDs, webhooks and default configs come with each module's source, which is kept beside the
+binaries (``src/<name>``) for the cluster to install.
+
+    python tests/support/cluster/build.py          # prints the cache directory on its last line
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VERSIONS_FILE = HERE / "versions.toml"
+KUBEPLANE_SOURCE = HERE / "kubeplane" / "main.go"
+OPERATORS = ("training_operator", "kserve", "trainer", "jobset")
+STAMP = ".complete"
+
+
+def versions() -> dict:
+    return tomllib.loads(VERSIONS_FILE.read_text())
+
+
+def cache_dir() -> Path:
+    """Where this set of pins is built: ``$MLWORKLOADS_CLUSTER_CACHE`` or ``~/.cache/mlworkloads``."""
+    digest = hashlib.sha256(VERSIONS_FILE.read_bytes() + KUBEPLANE_SOURCE.read_bytes()).hexdigest()[:16]
+    root = Path(os.environ.get("MLWORKLOADS_CLUSTER_CACHE", Path.home() / ".cache" / "mlworkloads" / "cluster"))
+    return root / digest
+
+
+@dataclass(frozen=True)
+class Built:
+    root: Path
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    def binary(self, name: str) -> Path:
+        return self.bin / name
+
+    def source(self, name: str) -> Path:
+        """An operator's module source, with its released manifests (``config/``, ``manifests/``)."""
+        return self.root / "src" / name
+
+
+def _go(*args: str, cwd: Path, env: dict | None = None) -> str:
+    merged = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", **(env or {})}
+    done = subprocess.run(["go", *args], cwd=cwd, env=merged, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"go {' '.join(args)} failed in {cwd}:\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+def _download(module: str, version: str, cwd: Path) -> Path:
+    info = json.loads(_go("mod", "download", "-json", f"{module}@{version}", cwd=cwd))
+    if info.get("Error"):
+        raise SystemExit(f"{module}@{version}: {info['Error']}")
+    return Path(info["Dir"])
+
+
+def _copy_source(module_dir: Path, dest: Path) -> None:
+    """The module cache is read-only; a build needs its own writable copy of the module's tree."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(module_dir, dest, symlinks=True)
+    for path in [dest, *dest.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def _kubeplane(pins: dict, built: Built) -> None:
+    kube = pins["kubernetes"]
+    src = built.root / "src" / "kubeplane"
+    src.mkdir(parents=True, exist_ok=True)
+    kubernetes_dir = _download(kube["module"], kube["version"], src)
+    # k8s.io/kubernetes points its staging modules at ./staging; outside its repo they are the
+    # published k8s.io/* modules at the matching v0 version, as every consumer of it replaces them.
+    staging = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", (kubernetes_dir / "go.mod").read_text(), re.M)
+    replaces = "\n".join(f"\t{name} => {name} {kube['staging_version']}" for name in staging)
+    (src / "go.mod").write_text(
+        "module mlworkloads.test/kubeplane\n\ngo 1.26.0\n\n"
+        f"require (\n\t{kube['module']} {kube['version']}\n\t{kube['etcd_module']} {kube['etcd_version']}\n)\n\n"
+        f"replace (\n{replaces}\n)\n"
+    )
+    shutil.copy(KUBEPLANE_SOURCE, src / "main.go")
+    _go("mod", "tidy", cwd=src)
+    major, minor = kube["version"].lstrip("v").split(".")[:2]
+    # What Kubernetes' own build stamps (hack/lib/version.sh): the API server derives its
+    # compatibility version and /version from these.
+    stamp = {"gitVersion": kube["version"], "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean"}
+    ldflags = " ".join(
+        f"-X {package}.{key}={value}"
+        for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for key, value in stamp.items()
+    )
+    _go("build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(built.binary("kubeplane")), ".", cwd=src)
+
+
+def _operator(name: str, pin: dict, built: Built) -> None:
+    src = built.source(name)
+    work = built.root / "src"
+    work.mkdir(parents=True, exist_ok=True)
+    _copy_source(_download(pin["module"], pin["version"], work), src)
+    _go("build", "-trimpath", "-ldflags", "-s -w", "-o", str(built.binary(name)), pin["package"], cwd=src)
+
+
+def build(log=print) -> Built:
+    """Build what is missing for the current pins; return where the binaries are."""
+    pins = versions()
+    built = Built(cache_dir())
+    built.bin.mkdir(parents=True, exist_ok=True)
+    steps = [("kubeplane", lambda: _kubeplane(pins, built))]
+    steps += [(name, lambda name=name: _operator(name, pins[name], built)) for name in OPERATORS]
+    for name, step in steps:
+        stamp = built.bin / f"{name}{STAMP}"
+        if stamp.exists() and built.binary(name).exists():
+            continue
+        started = time.monotonic()
+        log(f"building {name} ...")
+        step()
+        stamp.write_text(f"{time.monotonic() - started:.0f}\n")
+        log(f"built {name} in {time.monotonic() - started:.0f} s")
+    return built
+
+
+if __name__ == "__main__":
+    print(build(log=lambda line: print(line, file=sys.stderr, flush=True)).root)
