@@ -36,7 +36,9 @@ def versions() -> dict:
 
 def cache_dir() -> Path:
     """Where this set of pins is built: ``$MLWORKLOADS_CLUSTER_CACHE`` or ``~/.cache/mlworkloads``."""
-    digest = hashlib.sha256(VERSIONS_FILE.read_bytes() + KUBEPLANE_SOURCE.read_bytes()).hexdigest()[:16]
+    # Keyed on the pins, not the file's bytes: a reworded comment does not rebuild anything.
+    pins = json.dumps(versions(), sort_keys=True).encode()
+    digest = hashlib.sha256(pins + KUBEPLANE_SOURCE.read_bytes()).hexdigest()[:16]
     root = Path(os.environ.get("MLWORKLOADS_CLUSTER_CACHE", Path.home() / ".cache" / "mlworkloads" / "cluster"))
     return root / digest
 
@@ -53,7 +55,7 @@ class Built:
         return self.bin / name
 
     def source(self, name: str) -> Path:
-        """An operator's module source, with its released manifests (``config/``, ``manifests/``)."""
+        """Where ``name`` is built from; an operator's copy keeps its released manifests."""
         return self.root / "src" / name
 
 
@@ -84,7 +86,7 @@ def _copy_source(module_dir: Path, dest: Path) -> None:
 
 def _kubeplane(pins: dict, built: Built) -> None:
     kube = pins["kubernetes"]
-    src = built.root / "src" / "kubeplane"
+    src = built.source("kubeplane")
     src.mkdir(parents=True, exist_ok=True)
     kubernetes_dir = _download(kube["module"], kube["version"], src)
     # k8s.io/kubernetes points its staging modules at ./staging; outside its repo they are the
@@ -112,9 +114,8 @@ def _kubeplane(pins: dict, built: Built) -> None:
 
 def _operator(name: str, pin: dict, built: Built) -> None:
     src = built.source(name)
-    work = built.root / "src"
-    work.mkdir(parents=True, exist_ok=True)
-    _copy_source(_download(pin["module"], pin["version"], work), src)
+    src.parent.mkdir(parents=True, exist_ok=True)
+    _copy_source(_download(pin["module"], pin["version"], src.parent), src)
     _go("build", "-trimpath", "-ldflags", "-s -w", "-o", str(built.binary(name)), pin["package"], cwd=src)
 
 
