@@ -6,7 +6,7 @@ a second run with the same pins reuses them and a changed pin builds afresh. Ups
 CRDs, webhooks and default configs come with each module's source, which is kept beside the
 binaries (``src/<name>``) for the cluster to install.
 
-    python tests/support/cluster/build.py          # prints the cache directory on its last line
+    python tests/support/cluster/build.py [NAME ...]   # prints the cache directory on its last line
 """
 
 from __future__ import annotations
@@ -120,14 +120,31 @@ def _operator(name: str, pin: dict, built: Built) -> None:
     _go("build", "-trimpath", "-ldflags", "-s -w", "-o", str(built.binary(name)), pin["package"], cwd=src)
 
 
-def build(log=print) -> Built:
-    """Build what is missing for the current pins; return where the binaries are."""
+def bind_shim(built: Built) -> Path:
+    """The pod runner's LD_PRELOAD shim (``bind_to_pod_ip.c``), built with the system's C compiler.
+
+    Named by a hash of its source, so an edit builds a new one and the Go builds stay where they are.
+    """
+    source = HERE / "bind_to_pod_ip.c"
+    target = built.root / "shim" / f"bind_to_pod_ip-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial), str(source), "-ldl"], check=True)
+        partial.rename(target)
+    return target
+
+
+def build(log=print, only: tuple[str, ...] | None = None) -> Built:
+    """Build what is missing for the current pins (of ``only`` those, if given); return where they are."""
     pins = versions()
     built = Built(cache_dir())
     built.bin.mkdir(parents=True, exist_ok=True)
     steps = [("kubeplane", lambda: _kubeplane(pins, built))]
     steps += [(name, lambda name=name: _operator(name, pins[name], built)) for name in OPERATORS]
     for name, step in steps:
+        if only is not None and name not in only:
+            continue
         stamp = built.bin / f"{name}{STAMP}"
         if stamp.exists() and built.binary(name).exists():
             continue
@@ -140,4 +157,4 @@ def build(log=print) -> Built:
 
 
 if __name__ == "__main__":
-    print(build(log=lambda line: print(line, file=sys.stderr, flush=True)).root)
+    print(build(log=lambda line: print(line, file=sys.stderr, flush=True), only=tuple(sys.argv[1:]) or None).root)

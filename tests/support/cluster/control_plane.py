@@ -11,6 +11,9 @@ accounts. What differs from kubeadm, and why:
 - ``--endpoint-reconciler-type=none``: Endpoints and EndpointSlices may not hold loopback
   addresses (``ValidateEndpointIP``), so the API server could not publish its own 127.0.0.1 in
   the ``kubernetes`` Service; the pod runner routes that Service to the API server instead.
+- An audit log (``audit.log``, one JSON event per request at level Metadata) records who called
+  which verb on which resource: the tests read it to see the API calls a client made, where the
+  emulated API counted them itself.
 - etcd runs with ``--unsafe-no-fsync``: a test cluster is thrown away, and fsync on every
   write would make it several times slower on these disks.
 
@@ -21,6 +24,7 @@ accounts. What differs from kubeadm, and why:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import ssl
@@ -79,11 +83,12 @@ class ControlPlane:
 
     def __init__(self, workdir: str | os.PathLike, built: Built | None = None):
         self.workdir = Path(workdir)
-        self.built = built or build(log=lambda *_: None)
+        self.built = built or build(log=lambda *_: None, only=("kubeplane",))
         self.logs = self.workdir / "logs"
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
+        self.audit_log = self.logs / "audit.log"
 
     # -- setup -------------------------------------------------------------------------------
     def _certificates(self) -> None:
@@ -174,6 +179,7 @@ class ControlPlane:
             f"--kubelet-client-certificate={self.api_kubelet_client.cert}",
             f"--kubelet-client-key={self.api_kubelet_client.key}",
             "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-certificate-authority={self.ca.cert_path}",
             f"--requestheader-client-ca-file={self.ca.cert_path}",
             "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-username-headers=X-Remote-User",
@@ -181,8 +187,35 @@ class ControlPlane:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={self.front_proxy.cert}",
             f"--proxy-client-key-file={self.front_proxy.key}",
+            f"--audit-policy-file={self._audit_policy()}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            # Written as requests finish: a test reads the log right after its client returns.
+            "--audit-log-mode=blocking",
             "--profiling=false",
         )
+
+    def _audit_policy(self) -> Path:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata"}],
+        }
+        path = self.workdir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        return path
+
+    def audit_events(self, user: str | None = None) -> list[dict]:
+        """Every completed request so far (``ResponseComplete`` events), or only ``user``'s."""
+        if not self.audit_log.exists():
+            return []
+        events = []
+        for line in self.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("stage") == "ResponseComplete" and user in (None, event["user"]["username"]):
+                events.append(event)
+        return events
 
     def _start_controllers(self) -> None:
         self._start(
@@ -260,14 +293,16 @@ class ControlPlane:
         self._wait_default_service_account(deadline)
         return self
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(self.built.binary("kubeplane")), "kubectl", f"--kubeconfig={self.kubeconfig}", *args],
             capture_output=True,
             text=True,
             input=input,
             check=check,
-            timeout=120,
+            timeout=timeout,
         )
 
     def stop(self) -> None:
