@@ -41,6 +41,8 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 ISTIO_INJECT_ANNOTATION = "sidecar.istio.io/inject"
 CLEAN_POD_POLICIES = ("Running", "All", "None")
 LOG_TAIL_LINES = 30
+# Lines kept per replica while the job runs: enough for a crash's traceback and torchrun's report.
+KEPT_LOG_LINES = 500
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -297,6 +299,8 @@ class PyTorchJobRunner:
         self.client = client
         self.namespace = namespace
         self.echo = echo
+        # pod name -> the last log tail read while the job ran (see _keep_log_tails).
+        self.log_tails: dict[str, str] = {}
 
     def create_or_adopt(self, job: models.KubeflowOrgV1PyTorchJob) -> bool:
         """Creates the job; returns False when a job of that name exists already (a retried step)."""
@@ -329,7 +333,9 @@ class PyTorchJobRunner:
         self.create_or_adopt(job)
         stop = threading.Event()
         streamer = threading.Thread(target=self._stream_master_log, args=(name, stop), daemon=True)
+        keeper = threading.Thread(target=self._keep_log_tails, args=(name, stop, poll_interval), daemon=True)
         streamer.start()
+        keeper.start()
         succeeded = False
         try:
             try:
@@ -356,6 +362,7 @@ class PyTorchJobRunner:
         finally:
             stop.set()
             streamer.join(timeout=10)
+            keeper.join(timeout=10)
             if not (succeeded and keep_job):
                 self.delete(name)
 
@@ -381,11 +388,40 @@ class PyTorchJobRunner:
                 involved = event.involved_object.name or ""
                 if involved == name or involved.startswith(f"{name}-"):
                     parts.append(f"event {involved}: {event.reason}: {event.message}")
+        logs = dict(self.log_tails)
         with contextlib.suppress(Exception):
-            logs, _ = self.client.get_job_logs(name=name, namespace=self.namespace, is_master=False)
-            for pod, text in sorted(logs.items()):
-                parts.append(f"--- log of {pod} ---\n" + digest(text.splitlines(), LOG_TAIL_LINES).rstrip())
+            logs.update(self.client.get_job_logs(name=name, namespace=self.namespace, is_master=False)[0])
+        for pod, text in sorted(logs.items()):
+            parts.append(f"--- log of {pod} ---\n" + digest(text.splitlines(), LOG_TAIL_LINES).rstrip())
         return "\n".join(parts)
+
+    def _keep_log_tails(self, name: str, stop: threading.Event, interval: float) -> None:
+        """Reads every replica's log tail while the job runs.
+
+        With restartPolicy OnFailure a crashing replica's pod stays Running, so when the backoff
+        limit is reached the operator (cleanPodPolicy Running) deletes it, and its log with it, in
+        the same step that marks the job Failed: read afterwards, there is nothing to read. For a
+        restarted container the tail of the last crash (`previous`) is what explains the failure.
+        """
+        core = self.client.core_api
+        while not stop.wait(interval):
+            try:
+                pods = self.client.get_job_pods(name=name, namespace=self.namespace, timeout=10)
+            except Exception as err:  # noqa: BLE001 - no pods yet, or the API is briefly away
+                log.debug("no pods of %s: %s", name, err)
+                continue
+            for pod in pods:
+                statuses = [s for s in (pod.status.container_statuses or []) if s.name == kf.PYTORCHJOB_CONTAINER]
+                if not statuses or (statuses[0].restart_count == 0 and statuses[0].state.waiting):
+                    continue  # not started: no log yet
+                with contextlib.suppress(Exception):
+                    self.log_tails[pod.metadata.name] = core.read_namespaced_pod_log(
+                        pod.metadata.name,
+                        self.namespace,
+                        container=kf.PYTORCHJOB_CONTAINER,
+                        tail_lines=KEPT_LOG_LINES,
+                        previous=statuses[0].restart_count > 0,
+                    )
 
     def _stream_master_log(self, name: str, stop: threading.Event) -> None:
         """Follows the master's log into ours, waiting while its pod is Pending."""
