@@ -28,9 +28,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-## Unit tests only (skips the long end-to-end ones): for the edit loop.
+## Unit tests only (skips the long end-to-end and the cluster ones): for the edit loop.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e and not cluster"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

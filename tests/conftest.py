@@ -15,6 +15,14 @@ from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.data.ingest import IngestConfig, ingest
 
 
+def pytest_collection_modifyitems(items):
+    # A test is a `cluster` test exactly when it uses the real cluster, so `-m "not cluster"`
+    # skips those and only those (the cluster is built from upstream on first use).
+    for item in items:
+        if "kube_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -213,6 +221,30 @@ def emulated_cluster(tmp_path, monkeypatch):
         monkeypatch.setenv("KUBECONFIG", cluster.write_kubeconfig(str(tmp_path / "kubeconfig")))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory):
+    """The REAL test cluster (support/cluster/): upstream's control plane and training operator,
+    built from their modules on first use, with our pod runner as its one node."""
+    from support.cluster.cluster import TestCluster
+
+    with TestCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_namespace(kube_cluster, monkeypatch, request):
+    """A fresh namespace of the real cluster for one test, with KUBECONFIG set to cluster-admin."""
+    import re
+    import uuid
+
+    name = kube_cluster.create_namespace(f"{re.sub('[^a-z0-9]+', '-', request.node.name.lower())[:40].strip('-')}-"
+                                         f"{uuid.uuid4().hex[:6]}")  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    yield name
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def train_model(features: dict[str, str], out, **settings) -> str:

@@ -1,4 +1,4 @@
-"""train_pytorchjob as KFP runs it (kfp.local), with both backends."""
+"""train_pytorchjob as KFP runs it (kfp.local), with both backends; the PyTorchJob on the REAL test cluster."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 
 
 @dsl.pipeline
-def small_training(backend: str):
+def small_training(backend: str, namespace: str = ""):
     ingest = ingest_table(source_uri=FLIGHTS_URI, max_rows=20000, **FLIGHTS_TASK)
     split = split_dataset(dataset=ingest.outputs["dataset"], label_column="late")
     prep = fit_preprocessor(
@@ -31,6 +31,7 @@ def small_training(backend: str):
         hidden_sizes=[32, 16],
         num_workers=2,
         nproc_per_node=1,
+        namespace=namespace,
     )
 
 
@@ -39,12 +40,11 @@ def _outputs(root, name):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("backend", ["local", "pytorchjob"])
+@pytest.mark.parametrize("backend", ["local", pytest.param("pytorchjob", marks=pytest.mark.cluster)])
 def test_train_component_produces_model_metrics_and_curves(backend, tmp_path, request):
-    if backend == "pytorchjob":
-        cluster = request.getfixturevalue("emulated_cluster")
+    namespace = request.getfixturevalue("cluster_namespace") if backend == "pytorchjob" else ""
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True)
-    small_training(backend=backend)
+    small_training(backend=backend, namespace=namespace)
     (model_dir,) = [p for p in _outputs(tmp_path, "model") if p.endswith("train-pytorchjob/model")]
     assert sorted(os.listdir(model_dir)) == ["metrics.json", "model.json", "model.pt", "preprocessor.json"]
     # Locally nproc_per_node processes; on the cluster num_workers replicas x nproc_per_node.
@@ -53,4 +53,9 @@ def test_train_component_produces_model_metrics_and_curves(backend, tmp_path, re
     (curves,) = _outputs(tmp_path, "curves")
     assert "data:image/png;base64," in pathlib.Path(curves).read_text()
     if backend == "pytorchjob":
-        assert cluster.calls[("create", "pytorchjobs.kubeflow.org")] == 1 and cluster.jobs() == []
+        cluster = request.getfixturevalue("kube_cluster")
+        created = [e for e in cluster.plane.audit_events() if e["verb"] == "create"
+                   and e.get("objectRef", {}).get("resource") == "pytorchjobs"
+                   and e["objectRef"].get("namespace") == namespace]  # fmt: skip
+        assert len(created) == 1 and created[0]["responseStatus"]["code"] == 201
+        assert cluster.objects("pytorchjobs", namespace) == []

@@ -1,4 +1,4 @@
-"""Setting up KFP's artifact store as a stock install does, on the emulated cluster and `secured_s3`.
+"""Setting up KFP's artifact store as a stock install does, on a cluster and `secured_s3`.
 
 The `kfp-launcher` ConfigMap points `minio://` at the credential-enforcing S3 server, and the
 `mlpipeline-minio-artifact` Secret holds its `kfp` user's keys under KFP's key names.
@@ -13,14 +13,15 @@ import pathlib
 import boto3
 
 
-def core_api():
+def core_api(kubeconfig: str | os.PathLike | None = None):
     from kubernetes import client, config
 
-    return client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig or os.environ["KUBECONFIG"])))
 
 
-def install_launcher_config(secured_s3, namespace: str = "default") -> None:
-    api = core_api()
+def install_launcher_config(secured_s3, namespace: str = "default", kubeconfig: str | os.PathLike | None = None):
+    """As the KFP admin installs it (pass an admin's `kubeconfig`; default: $KUBECONFIG)."""
+    api = core_api(kubeconfig)
     endpoint = secured_s3["endpoint"].removeprefix("http://")
     providers = (
         f"minio:\n  default:\n    endpoint: {endpoint}\n    disableSSL: true\n    region: us-east-1\n"

@@ -1,5 +1,12 @@
-"""The PyTorchJob launcher through the real TrainingClient, against an EMULATED cluster."""
+"""The PyTorchJob launcher through the real TrainingClient, against the REAL test cluster.
 
+The launcher runs as a stock KFP step would: as ServiceAccount `pipeline-runner` with a real
+token and exactly the shipped Role (`mlworkloads rbac`), so the API server's RBAC, the CRD's
+schema and the training operator's webhook and controller all judge what it sends. The replicas
+are pods the operator creates, run by the pod runner (support/cluster/pod_runner.py) with torchrun.
+"""
+
+import dataclasses
 import json
 import os
 import pathlib
@@ -9,6 +16,7 @@ from kubeflow.training import TrainingClient
 from support import rbac
 
 from mlworkloads.images import TRAINER_IMAGE
+from mlworkloads.rbac import rbac_manifests
 from mlworkloads.training import launch
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.pytorchjob import (
@@ -21,9 +29,64 @@ from mlworkloads.training.pytorchjob import (
 )
 
 TRAINING = {"epochs": 1, "batch_size": 512, "hidden_sizes": [32]}
+RUNNER = "pipeline-runner"
 
 
-def _train(features, tmp_path, job=None, **kwargs):
+@dataclasses.dataclass
+class Launcher:
+    """Where the launcher runs in the cluster: its namespace and service account."""
+
+    cluster: object
+    namespace: str
+
+    def jobs(self) -> list[dict]:
+        return self.cluster.objects("pytorchjobs", self.namespace)
+
+    def calls(self):
+        """(verb, resource) -> count of the requests the launcher's account made (the audit log)."""
+        return self.cluster.api_calls(self.namespace, RUNNER)
+
+    def claim(self, name: str, directory: pathlib.Path) -> None:
+        """A ReadWriteMany claim bound to `directory` (a hostPath volume), as the test process sees it."""
+        directory.mkdir(parents=True, exist_ok=True)
+        volume = f"{self.namespace}-{name}"
+        access = {"accessModes": ["ReadWriteMany"], "storageClassName": ""}
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                **access,
+                "capacity": {"storage": "1Gi"},
+                "hostPath": {"path": str(directory)},
+                "claimRef": {"namespace": self.namespace, "name": name},
+            },
+        }
+        pvc = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {**access, "volumeName": volume, "resources": {"requests": {"storage": "1Gi"}}},
+        }
+        for manifest in (pv, pvc):
+            self.cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
+
+
+def _as_runner(kube_cluster, namespace, tmp_path, monkeypatch, role: bool = True) -> Launcher:
+    kubeconfig = kube_cluster.service_account_kubeconfig(namespace, RUNNER, tmp_path / "runner.kubeconfig")
+    if role:
+        kube_cluster.kubectl("apply", "-f", "-", input=rbac_manifests(namespace, RUNNER, namespace))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    return Launcher(kube_cluster, namespace)
+
+
+@pytest.fixture
+def launcher(kube_cluster, cluster_namespace, tmp_path, monkeypatch) -> Launcher:
+    """The launcher's identity: `pipeline-runner` with the shipped Role, its token in KUBECONFIG."""
+    return _as_runner(kube_cluster, cluster_namespace, tmp_path, monkeypatch)
+
+
+def _train(launcher, features, tmp_path, job=None, **kwargs):
     inputs = {k: launch.Inputs(features[k], features[k]) for k in ("train", "validation", "preprocessor")}
     lines = []
     options = dict(
@@ -41,15 +104,16 @@ def _train(features, tmp_path, job=None, **kwargs):
         preprocessor=inputs["preprocessor"],
         model_dir=str(tmp_path / "out" / "model"),
         training=TRAINING,
-        job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1, **(job or {})},
+        job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1, "namespace": launcher.namespace}
+        | (job or {}),
         **options,
     )
     return summary, lines
 
 
 @pytest.mark.e2e
-def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(sample_features, tmp_path, emulated_cluster):
-    summary, lines = _train(sample_features, tmp_path)
+def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(sample_features, tmp_path, launcher):
+    summary, lines = _train(launcher, sample_features, tmp_path)
     assert sorted(os.listdir(tmp_path / "out" / "model")) == [
         "metrics.json",
         "model.json",
@@ -58,23 +122,21 @@ def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(sample_feature
     ]
     assert summary["world_size"] == 2 and summary["metrics"]["validation_roc_auc"] > 0.6
     assert any("[train-train-pytorchjob-" in line and "epoch 1/1" in line for line in lines), lines
-    assert emulated_cluster.jobs() == []
+    assert launcher.jobs() == []
 
 
 @pytest.mark.e2e
-def test_the_volume_bridge_stages_inputs_on_the_pvc_and_the_replicas_train_from_it(
-    sample_features, tmp_path, emulated_cluster
-):
-    # The emulated cluster runs replicas as local processes, so the PVC is a directory both
-    # the step and the "replicas" see at the mount path, as a real ReadWriteMany claim would be.
+def test_the_volume_bridge_stages_inputs_on_the_pvc_and_the_replicas_train_from_it(sample_features, tmp_path, launcher):
+    # A ReadWriteMany claim that the step (this process) and the replica pods both mount at `mount`.
     mount = tmp_path / "pvc"
+    launcher.claim("training-data", mount)
     job = {"pvc_name": "training-data", "pvc_mount": str(mount)}
-    summary, _ = _train(sample_features, tmp_path, job=job, bridge="volume", keep_job=True)
+    summary, _ = _train(launcher, sample_features, tmp_path, job=job, bridge="volume", keep_job=True)
     assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
     (staging,) = [p for p in mount.iterdir() if p.is_dir()]
     assert sorted(p.name for p in (staging / "inputs").iterdir()) == ["preprocessor", "train", "validation"]
     assert (staging / "model" / "model.pt").is_file() and (staging / "checkpoints" / "latest.json").is_file()
-    (stored,) = emulated_cluster.jobs()  # kept, to read back what was launched
+    (stored,) = launcher.jobs()  # kept, to read back what was launched
     pod = stored["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     assert {"name": "bridge", "persistentVolumeClaim": {"claimName": "training-data"}} in pod["volumes"]
     container = pod["containers"][0]
@@ -84,22 +146,20 @@ def test_the_volume_bridge_stages_inputs_on_the_pvc_and_the_replicas_train_from_
 
 
 @pytest.mark.e2e
-def test_the_workspace_bridge_mounts_the_passed_through_workspace_in_the_replicas(
-    sample_features, tmp_path, emulated_cluster
-):
+def test_the_workspace_bridge_mounts_the_passed_through_workspace_in_the_replicas(sample_features, tmp_path, launcher):
     # What KFP passes through for a pipeline with a workspace: the run's claim and its mount.
     workspace = tmp_path / "kfp-workspace"
-    workspace.mkdir()
+    launcher.claim("run-1-kfp-workspace", workspace)
     volume = {"name": "kfp-workspace", "persistentVolumeClaim": {"claimName": "run-1-kfp-workspace"}}
     mount = {"name": "kfp-workspace", "mountPath": str(workspace)}
     job = {"volumes": [volume], "volume_mounts": [mount]}
     summary, _ = _train(
-        sample_features, tmp_path, job=job, bridge="workspace", workspace_path=str(workspace), keep_job=True
+        launcher, sample_features, tmp_path, job=job, bridge="workspace", workspace_path=str(workspace), keep_job=True
     )
     assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
     (staging,) = [p for p in workspace.iterdir() if p.is_dir()]
     assert (staging / "model" / "model.pt").is_file() and (staging / "inputs" / "train").is_file()
-    (stored,) = emulated_cluster.jobs()
+    (stored,) = launcher.jobs()
     pod = stored["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
     assert volume in pod["volumes"] and mount in pod["containers"][0]["volumeMounts"]
 
@@ -112,11 +172,11 @@ def test_the_workspace_bridge_mounts_the_passed_through_workspace_in_the_replica
     ],
 )
 def test_the_workspace_bridge_refuses_to_start_without_a_mounted_workspace(
-    sample_features, tmp_path, emulated_cluster, job, workspace_path, message
+    sample_features, tmp_path, launcher, job, workspace_path, message
 ):
     with pytest.raises(ConfigError, match=message):
-        _train(sample_features, tmp_path, job=job, bridge="workspace", workspace_path=workspace_path)
-    assert not emulated_cluster.calls
+        _train(launcher, sample_features, tmp_path, job=job, bridge="workspace", workspace_path=workspace_path)
+    assert not launcher.calls()
 
 
 def test_a_pvc_the_task_mounts_itself_is_not_mounted_twice_in_the_replicas():
@@ -135,42 +195,40 @@ def test_a_pvc_the_task_mounts_itself_is_not_mounted_twice_in_the_replicas():
     assert sorted(mounts) == ["/dev/shm", "/mnt/data"]
 
 
-def test_the_volume_bridge_needs_a_pvc(sample_features, tmp_path, emulated_cluster):
+def test_the_volume_bridge_needs_a_pvc(sample_features, tmp_path, launcher):
     with pytest.raises(ConfigError, match="bridge='volume' needs pvc_name"):
-        _train(sample_features, tmp_path, bridge="volume")
-    assert not emulated_cluster.calls
+        _train(launcher, sample_features, tmp_path, bridge="volume")
+    assert not launcher.calls()
 
 
 @pytest.mark.e2e
-def test_a_failing_replica_fails_the_step_with_its_log_tail_and_no_job_is_left(
-    sample_features, tmp_path, emulated_cluster
-):
+def test_a_failing_replica_fails_the_step_with_its_log_tail_and_no_job_is_left(sample_features, tmp_path, launcher):
     broken = dict(sample_features, train=str(tmp_path / "missing.parquet"))
     with pytest.raises(JobFailed) as err:
-        _train(broken, tmp_path)
+        _train(launcher, broken, tmp_path)
     message = str(err.value)
     assert "condition Failed=True" in message
     assert "--- log of train-train-pytorchjob-" in message
     assert f"error: file not found: '{tmp_path / 'missing.parquet'}'" in message
-    assert emulated_cluster.jobs() == []
+    assert launcher.jobs() == []
 
 
-def test_a_job_that_stays_pending_times_out_and_is_deleted(sample_features, tmp_path, emulated_cluster):
+def test_a_job_that_stays_pending_times_out_and_is_deleted(sample_features, tmp_path, launcher):
     with pytest.raises(JobFailed) as err:
-        _train(sample_features, tmp_path, job={"gpus_per_worker": 1}, wait_timeout_seconds=3)
+        _train(launcher, sample_features, tmp_path, job={"gpus_per_worker": 1}, wait_timeout_seconds=3)
     assert "did not succeed within 3 s" in str(err.value)
     assert "Insufficient nvidia.com/gpu" in str(err.value)
-    assert emulated_cluster.jobs() == []
+    assert launcher.jobs() == []
 
 
 @pytest.mark.e2e
-def test_a_retried_step_adopts_the_job_it_already_created(sample_features, tmp_path, emulated_cluster):
+def test_a_retried_step_adopts_the_job_it_already_created(sample_features, tmp_path, launcher):
     model_dir = str(tmp_path / "out" / "model")  # _train's; the step's output URI in a cluster
     name = launch.run_scoped_job_name("run-1", "train-pytorchjob", TRAINING, model_dir)
     staging = str(tmp_path / "out" / name)
     first_attempt = build_job(
         name,
-        "default",
+        launcher.namespace,
         JobSettings(image=TRAINER_IMAGE, num_workers=2),
         TrainConfig(
             train_uri=sample_features["train"],
@@ -181,14 +239,14 @@ def test_a_retried_step_adopts_the_job_it_already_created(sample_features, tmp_p
             **TRAINING,
         ),
     )
-    TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(job=first_attempt, namespace="default")
-    summary, lines = _train(sample_features, tmp_path)
+    TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(job=first_attempt, namespace=launcher.namespace)
+    summary, lines = _train(launcher, sample_features, tmp_path)
     assert any("adopting the existing PyTorchJob" in line for line in lines)
-    assert emulated_cluster.calls[("create", "pytorchjobs.kubeflow.org")] == 2  # one 201, one 409
+    assert launcher.calls()[("create", "pytorchjobs.kubeflow.org")] == 2  # one 201, one 409
     assert summary["job_name"] == name
 
 
-def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, emulated_cluster):
+def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, launcher):
     settings = JobSettings(
         image=TRAINER_IMAGE,
         num_workers=3,
@@ -210,10 +268,11 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, e
     config = TrainConfig(
         train_uri="s3://b/t", validation_uri="s3://b/v", preprocessor_uri="s3://b/p", output_uri="s3://b/m"
     )
-    TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(
-        job=build_job("gpu-job", "default", settings, config), namespace="default"
-    )
-    (stored,) = emulated_cluster.jobs()  # what the API server received, as JSON
+    sent = build_job("gpu-job", launcher.namespace, settings, config)
+    TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(job=sent, namespace=launcher.namespace)
+    (stored,) = launcher.jobs()  # what the API server stored, as JSON
+    # The CRD's structural schema prunes unknown fields silently: every field sent is still there.
+    assert _missing(manifest_dict(sent)["spec"], stored["spec"]) == []
     assert stored["apiVersion"] == "kubeflow.org/v1" and stored["kind"] == "PyTorchJob"
     spec = stored["spec"]
     assert spec["nprocPerNode"] == "4"
@@ -224,6 +283,7 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, e
         "ttlSecondsAfterFinished": 3600,
         "activeDeadlineSeconds": 7200,
         "cleanPodPolicy": "Running",
+        "suspend": False,  # the CRD schema's default, added by the API server
     }
     assert spec["elasticPolicy"] == {
         "minReplicas": 2,
@@ -244,6 +304,19 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, e
     assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
     assert pod["spec"]["imagePullSecrets"] == [{"name": "registry-creds"}]
     assert stored["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+
+
+def _missing(sent, stored, path="spec") -> list[str]:
+    """Paths of `sent` that `stored` does not hold (the API server may add defaults)."""
+    if isinstance(sent, dict):
+        if not isinstance(stored, dict):
+            return [path]
+        return [m for k, v in sent.items() for m in _missing(v, stored.get(k), f"{path}.{k}")]
+    if isinstance(sent, list):
+        if not isinstance(stored, list) or len(stored) != len(sent):
+            return [path]
+        return [m for i, (a, b) in enumerate(zip(sent, stored, strict=True)) for m in _missing(a, b, f"{path}[{i}]")]
+    return [] if sent == stored else [f"{path}: sent {sent!r}, stored {stored!r}"]
 
 
 def _replica(settings: JobSettings) -> dict:
@@ -286,11 +359,14 @@ def test_task_resources_passed_through_by_kfp_merge_field_by_field():
     assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
 
 
-def test_a_forbidden_create_says_which_permission_is_missing(sample_features, tmp_path, emulated_cluster):
-    emulated_cluster.deny.add(("create", "pytorchjobs.kubeflow.org"))
+def test_a_forbidden_create_says_which_permission_is_missing(
+    sample_features, tmp_path, kube_cluster, cluster_namespace, monkeypatch
+):
+    unbound = _as_runner(kube_cluster, cluster_namespace, tmp_path, monkeypatch, role=False)
     with pytest.raises(PermissionError) as err:
-        _train(sample_features, tmp_path)
-    assert "may not create pytorchjobs.kubeflow.org in namespace 'default' (HTTP 403)" in str(err.value)
+        _train(unbound, sample_features, tmp_path)
+    assert f"may not create pytorchjobs.kubeflow.org in namespace '{cluster_namespace}' (HTTP 403)" in str(err.value)
+    assert "mlworkloads rbac -n" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -306,13 +382,11 @@ def test_a_forbidden_create_says_which_permission_is_missing(sample_features, tm
         ({"elastic_max_replicas": 2, "elastic_min_replicas": 3}, "must hold for an elastic job"),
     ],
 )
-def test_bad_job_settings_are_refused_before_anything_is_created(
-    sample_features, tmp_path, emulated_cluster, job, message
-):
+def test_bad_job_settings_are_refused_before_anything_is_created(sample_features, tmp_path, launcher, job, message):
     with pytest.raises(ConfigError) as err:
-        _train(sample_features, tmp_path, job=job)
+        _train(launcher, sample_features, tmp_path, job=job)
     assert message in str(err.value)
-    assert not emulated_cluster.calls
+    assert not launcher.calls()
 
 
 def test_a_label_missing_from_the_data_is_refused_before_launch(sample_features, tmp_path):
@@ -337,15 +411,15 @@ def test_job_names_are_stable_per_task_and_distinct_across_runs():
 
 @pytest.mark.e2e
 def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no_more(
-    sample_features, tmp_path, emulated_cluster
+    sample_features, tmp_path, launcher
 ):
-    _train(sample_features, tmp_path)  # the success path
+    _train(launcher, sample_features, tmp_path)  # the success path
     with pytest.raises(JobFailed):  # and the failure path, which reads events and every replica's log
-        _train(dict(sample_features, train=str(tmp_path / "missing")), tmp_path / "again", run_id="run-2")
+        _train(launcher, dict(sample_features, train=str(tmp_path / "missing")), tmp_path / "again", run_id="run-2")
     client = TrainingClient(config_file=os.environ["KUBECONFIG"])
-    delete_run_jobs(client, "default", "run-2", echo=lambda _: None)  # the exit handler's clean-up
+    delete_run_jobs(client, launcher.namespace, "run-2", echo=lambda _: None)  # the exit handler's clean-up
     granted = rbac.granted(pathlib.Path(launch.__file__).with_name("rbac.yaml"))
-    used = set(emulated_cluster.calls)
+    used = set(launcher.calls())
     assert used <= granted, f"not granted: {used - granted}"
     # Used only when run_id is KFP's placeholder (own pod) or the inputs are in KFP's store
     # (the kfp-launcher ConfigMap and its Secret): the artifact-store test checks those.
@@ -353,21 +427,21 @@ def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no
     assert granted - used == conditional, f"granted but unused: {granted - used}"
 
 
-def test_the_exit_handlers_clean_up_deletes_only_the_runs_jobs(tmp_path, emulated_cluster):
+def test_the_exit_handlers_clean_up_deletes_only_the_runs_jobs(tmp_path, launcher):
     config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
     client = TrainingClient(config_file=os.environ["KUBECONFIG"])
     for run in ("run-a", "run-a", "run-b"):
         settings = JobSettings(image=TRAINER_IMAGE, gpus_per_worker=1, labels={"mlworkloads.io/pipeline-run": run})
-        name = job_name(run, "train", str(len(emulated_cluster.jobs())))
-        client.create_job(job=build_job(name, "default", settings, config), namespace="default")
-    deleted = delete_run_jobs(client, "default", "run-a", echo=lambda _: None)
+        name = job_name(run, "train", str(len(launcher.jobs())))
+        client.create_job(job=build_job(name, launcher.namespace, settings, config), namespace=launcher.namespace)
+    deleted = delete_run_jobs(client, launcher.namespace, "run-a", echo=lambda _: None)
     assert len(deleted) == 2
-    assert [j["metadata"]["labels"]["mlworkloads.io/pipeline-run"] for j in emulated_cluster.jobs()] == ["run-b"]
+    assert [j["metadata"]["labels"]["mlworkloads.io/pipeline-run"] for j in launcher.jobs()] == ["run-b"]
 
 
 @pytest.mark.e2e
 def test_the_replicas_reach_kfps_artifact_store_as_the_launcher_configures_it(
-    sample_features, tmp_path, emulated_cluster, secured_s3, monkeypatch
+    sample_features, tmp_path, launcher, secured_s3, monkeypatch
 ):
     """Inputs at `minio://` URIs in a store that enforces credentials and listens on no default
     endpoint: the replicas get its endpoint from the `kfp-launcher` ConfigMap and its keys by
@@ -375,16 +449,20 @@ def test_the_replicas_reach_kfps_artifact_store_as_the_launcher_configures_it(
     name, and `minio://` read as AWS S3)."""
     from support import kfp_store
 
-    from mlworkloads import artifact_store
+    from mlworkloads import artifact_store, kube
 
     monkeypatch.delenv(artifact_store.STORE_ENV, raising=False)
+    # The step runs in the launcher's namespace, as its pod's service-account files would say:
+    # KFP's launcher (and so the step) reads the kfp-launcher ConfigMap of its own namespace.
+    (tmp_path / "namespace").write_text(launcher.namespace)
+    monkeypatch.setattr(kube, "POD_NAMESPACE_FILE", str(tmp_path / "namespace"))
     root = "v2/artifacts/training-pipeline/run-1"
     inputs = {}
     for name in ("train", "validation", "preprocessor"):
         kfp_store.upload(secured_s3, sample_features[name], f"{root}/fit-preprocessor/{name}")
         inputs[name] = launch.Inputs(sample_features[name], f"minio://mlpipeline/{root}/fit-preprocessor/{name}")
-    kfp_store.install_launcher_config(secured_s3)
-    emulated_cluster.calls.clear()  # from here on, only the launcher's calls
+    kfp_store.install_launcher_config(secured_s3, launcher.namespace, kubeconfig=launcher.cluster.kubeconfig)
+    before = launcher.calls()  # from here on, only the launcher's calls
 
     summary = launch.train(
         train_features=inputs["train"],
@@ -394,7 +472,7 @@ def test_the_replicas_reach_kfps_artifact_store_as_the_launcher_configures_it(
         model_uri=f"minio://mlpipeline/{root}/train-pytorchjob/model",
         training=TRAINING,
         backend="pytorchjob",
-        job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1},
+        job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1, "namespace": launcher.namespace},
         run_id="run-1",
         task_name="train-pytorchjob",
         poll_interval_seconds=1,
@@ -403,7 +481,7 @@ def test_the_replicas_reach_kfps_artifact_store_as_the_launcher_configures_it(
         echo=lambda _: None,
     )
     assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
-    (stored,) = emulated_cluster.jobs()
+    (stored,) = launcher.jobs()
     container = stored["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
     assert "envFrom" not in container and secured_s3["kfp"][1] not in json.dumps(stored)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
@@ -411,4 +489,4 @@ def test_the_replicas_reach_kfps_artifact_store_as_the_launcher_configures_it(
     staged = kfp_store.s3_client(secured_s3).list_objects_v2(Bucket="mlpipeline", Prefix=f"{root}/train-pytorchjob/")
     assert any(o["Key"].endswith("/model/model.pt") for o in staged["Contents"])
     granted = rbac.granted(pathlib.Path(launch.__file__).with_name("rbac.yaml"))
-    assert {("get", "configmaps"), ("get", "secrets")} <= set(emulated_cluster.calls) <= granted
+    assert {("get", "configmaps"), ("get", "secrets")} <= set(launcher.calls() - before) <= granted
