@@ -124,6 +124,12 @@ def api_client():
 
 
 def pod_namespace(default: str = "default") -> str:
+    """The namespace of the pod this process runs in (its service account's), else `default`.
+
+    The one place every step finds its own namespace: the jobs it creates, the kfp-launcher
+    ConfigMap it reads and the services it deploys land in the same one. (The kubeflow and
+    kserve SDKs each have a copy that crashes when the secrets directory exists without the file.)
+    """
     try:
         with open(POD_NAMESPACE_FILE, encoding="utf-8") as f:
             return f.read().strip() or default

@@ -25,11 +25,9 @@ def client():
 
 
 def namespace_or_default(namespace: str) -> str:
-    if namespace:
-        return namespace
-    from kserve.utils.utils import get_default_target_namespace
+    from mlworkloads.kube import pod_namespace
 
-    return get_default_target_namespace()
+    return namespace or pod_namespace()
 
 
 def call_api(action: Callable[[], Any], verb: str, namespace: str) -> Any:

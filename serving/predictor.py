@@ -20,12 +20,14 @@ from threadpoolctl import threadpool_limits
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.preprocessor import SMALL_BATCH, Features
 from mlworkloads.serving import payload as formats
+from mlworkloads.serving.inferenceservice import MODEL_MOUNT
 from mlworkloads.serving.metrics import BatchHistogram
 from mlworkloads.training.export import LoadedModel, load
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = "/mnt/models"
+# Where KServe's storage initializer puts the model, as the InferenceService manifest says.
+DEFAULT_MODEL_DIR = MODEL_MOUNT
 DEFAULT_MAX_BATCH = 4096
 #: Batches up to this many rows are scored on the event loop: 256 rows take ~0.5 ms of
 #: transform + forward on one core (bench/serving.py), less than the thread hop saves, and

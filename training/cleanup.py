@@ -12,11 +12,11 @@ def clean_up_training(run_id: str, namespace: str) -> list[str]:
     """Deletes the run's PyTorchJobs; reports what it did. Never raises: clean-up must not fail a run."""
     try:
         from kubeflow.training import TrainingClient
-        from kubeflow.training.utils.utils import get_default_target_namespace
 
+        from mlworkloads.kube import pod_namespace
         from mlworkloads.training.pytorchjob import delete_run_jobs
 
-        ns = namespace or get_default_target_namespace()
+        ns = namespace or pod_namespace()
         client = TrainingClient(config_file=os.environ.get("KUBECONFIG") or None, namespace=ns)
         return [f"deleted PyTorchJob {ns}/{name}" for name in delete_run_jobs(client, ns, run_id, echo=log.info)]
     except Exception as err:  # noqa: BLE001

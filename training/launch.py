@@ -310,16 +310,15 @@ def _train_on_cluster(
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     from kubeflow.training import TrainingClient
-    from kubeflow.training.utils.utils import get_default_target_namespace
 
-    from mlworkloads.kube import RUN_LABEL, label_value, resolve_run_id
+    from mlworkloads.kube import RUN_LABEL, label_value, pod_namespace, resolve_run_id
     from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job
 
     settings = JobSettings(max_restarts=max_restarts, **job)
     run_id = resolve_run_id(run_id)
     settings.labels = {**settings.labels, RUN_LABEL: label_value(run_id)}
     name = run_scoped_job_name(run_id, task_name, training, model_uri)
-    namespace = settings.namespace or get_default_target_namespace()
+    namespace = settings.namespace or pod_namespace()
     if bridge in ("volume", "workspace"):
         staging = os.path.join(_shared_root(bridge, settings, workspace_path), name)
         inputs = {}
