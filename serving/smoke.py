@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from mlworkloads.training.evaluation import expected_scores
+
 SMOKE_ROWS = 64
 TOLERANCE = 1e-4
 
@@ -80,10 +82,9 @@ def smoke_test(
         )
     if classes is None:
         got = np.asarray(predictions, dtype=float)
-        want = expected["prediction"].to_numpy()[:n]
     else:
         got = np.asarray([[p["probabilities"][str(c)] for c in classes] for p in predictions], dtype=float)
-        want = np.column_stack([expected[f"probability_{c}"].to_numpy()[:n] for c in classes])
+    want = expected_scores(expected, classes, n)
     difference = np.abs(got - want)
     worst = float(difference.max()) if difference.size else 0.0
     if not math.isfinite(worst) or worst > tolerance:

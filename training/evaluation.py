@@ -134,14 +134,32 @@ def evaluate(
     return evaluation
 
 
+# The predictions table (the `predictions` artifact), written here and read by `expected_scores`:
+# a regression's `prediction`, or a classifier's `predicted_class` and one `probability_<class>`
+# column per class, in the preprocessor's class order.
+PREDICTION_COLUMN = "prediction"
+PREDICTED_CLASS_COLUMN = "predicted_class"
+
+
+def probability_column(label) -> str:
+    return f"probability_{label}"
+
+
 def _predictions(model: LoadedModel, scores: np.ndarray) -> pa.Table:
     """Test-set predictions: the deploy smoke test sends the same rows and expects these."""
     if model.task == "regression":
-        return pa.table({"prediction": scores.astype(np.float64)})
-    columns = {"predicted_class": [str(model.preprocessor.classes[i]) for i in scores.argmax(axis=1)]}
+        return pa.table({PREDICTION_COLUMN: scores.astype(np.float64)})
+    columns = {PREDICTED_CLASS_COLUMN: [str(model.preprocessor.classes[i]) for i in scores.argmax(axis=1)]}
     for index, name in enumerate(model.preprocessor.classes):
-        columns[f"probability_{name}"] = scores[:, index].astype(np.float64)
+        columns[probability_column(name)] = scores[:, index].astype(np.float64)
     return pa.table(columns)
+
+
+def expected_scores(predictions: pa.Table, classes: list | None, rows: int) -> np.ndarray:
+    """The first `rows` offline scores of a predictions table: values, or (rows, classes) probabilities."""
+    if classes is None:
+        return predictions[PREDICTION_COLUMN].to_numpy()[:rows]
+    return np.column_stack([predictions[probability_column(c)].to_numpy()[:rows] for c in classes])
 
 
 def report_html(evaluation: Evaluation) -> str:
