@@ -65,7 +65,8 @@ def deploy_inferenceservice(
         gpus: nvidia.com/gpu per replica.
         min_replicas: Minimum replicas.
         max_replicas: Maximum replicas.
-        scale_metric: "concurrency", "rps", "cpu" or "memory"; empty for KServe's default.
+        scale_metric: "concurrency" or "rps" in Knative mode, "cpu" or "memory" in Standard mode;
+            empty for KServe's default (concurrency, or cpu).
         scale_target: Target of the scale metric; 0 for KServe's default.
         canary_traffic_percent: Traffic share of an update before promotion.
         logger_url: Request logger sink URL; empty for none.

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -40,10 +41,37 @@ def api_status(err: BaseException) -> int | None:
     return None
 
 
-def forbidden(err: BaseException, verb: str, resource: str, namespace: str, rbac_hint: str) -> PermissionError | None:
-    """A PermissionError naming the missing permission when `err` is a 403, else None."""
+def api_body(err: BaseException) -> str:
+    """The response body of the API error behind `err` (a Status object's JSON), or ""."""
+    seen: BaseException | None = err
+    while seen is not None:
+        body = getattr(seen, "body", None)
+        if isinstance(body, (str, bytes)):
+            return body.decode(errors="replace") if isinstance(body, bytes) else body
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
+class AdmissionDenied(ValueError):
+    """An admission webhook refused the object (the API server answers 403 for it, as for RBAC)."""
+
+
+def forbidden(
+    err: BaseException, verb: str, resource: str, namespace: str, rbac_hint: str
+) -> PermissionError | AdmissionDenied | None:
+    """A PermissionError naming the missing permission when `err` is an RBAC 403; an
+    AdmissionDenied with the webhook's reason when a webhook refused; else None."""
     if api_status(err) != 403:
         return None
+    body = api_body(err)
+    try:
+        message = json.loads(body).get("message", body)
+    except ValueError:
+        message = body
+    if "admission webhook" in message:
+        # e.g. 'admission webhook "inferenceservice.kserve-webhook-server.validator" denied the
+        # request: canary is only supported in Standard deployment mode': not a missing permission.
+        return AdmissionDenied(f"{verb} {resource} in namespace {namespace!r} refused: {message}")
     return PermissionError(
         f"the pipeline's service account may not {verb} {resource} in namespace {namespace!r} (HTTP 403). {rbac_hint}"
     )

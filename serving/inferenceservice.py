@@ -23,7 +23,9 @@ from mlworkloads.serving.storage_secret import STORAGE_SECRET_ANNOTATION
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODES = ("Knative", "Standard")
 LOGGER_MODES = ("all", "request", "response")
-SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
+#: The metrics KServe's webhook accepts per mode (`validateAutoScalingCompExtension`, v0.20.0):
+#: Knative's autoscaler (KPA) scales on requests, Standard mode's HPA on resources.
+SCALE_METRICS = {"Knative": ("concurrency", "rps"), "Standard": ("cpu", "memory")}
 MODEL_URI_ANNOTATION = "mlworkloads.io/model-uri"
 #: Where KServe's storage initializer puts `STORAGE_URI` for a custom container.
 MODEL_MOUNT = "/mnt/models"
@@ -59,7 +61,8 @@ class ServiceSettings:
             gpus field by field (accelerator requests always equal their limits).
         min_replicas: Minimum replicas (0 allows scale to zero in Knative mode).
         max_replicas: Maximum replicas.
-        scale_metric: "concurrency", "rps", "cpu" or "memory"; empty for KServe's default.
+        scale_metric: "concurrency" or "rps" in Knative mode, "cpu" or "memory" in Standard mode;
+            empty for KServe's default (concurrency, or cpu).
         scale_target: Target value of the scale metric; 0 for KServe's default.
         canary_traffic_percent: Share of traffic an update gets before it is promoted.
         logger_url: Request logger sink (CloudEvents); empty for no logger.
@@ -116,8 +119,12 @@ class ServiceSettings:
             )
         if self.logger_mode not in LOGGER_MODES:
             raise ServiceConfigError(f"logger_mode={self.logger_mode!r}: expected one of {list(LOGGER_MODES)}.")
-        if self.scale_metric and self.scale_metric not in SCALE_METRICS:
-            raise ServiceConfigError(f"scale_metric={self.scale_metric!r}: expected one of {list(SCALE_METRICS)}.")
+        allowed = SCALE_METRICS.get(self.deployment_mode, ())
+        if self.scale_metric and self.scale_metric not in allowed:
+            raise ServiceConfigError(
+                f"scale_metric={self.scale_metric!r}: deployment_mode={self.deployment_mode!r} scales on "
+                f"{' or '.join(allowed)} (KServe refuses the others)."
+            )
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
             raise ServiceConfigError(
                 f"min_replicas={self.min_replicas}, max_replicas={self.max_replicas}: expected "

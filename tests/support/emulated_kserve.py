@@ -4,7 +4,9 @@ Admission: `admit` refuses what KServe v0.20's CRD schema and validating webhook
 shapes this library writes (`spec.canary` must be a list of named predictors without
 autoscaling fields, in Standard mode only), ported from `validateCanarySpecs` in
 pkg/apis/serving/v1beta1/inference_service_validation.go. Everything else the webhook checks
-is not emulated.
+is not emulated. The real webhook judges the library's objects in
+tests/cluster/test_kserve_admission.py; this port stands only for the deploy tests that still
+run here, until InferenceServices are served on the test cluster.
 
 Knative mode: each generation of the predictor becomes a "revision": its container command runs
 as a local process on a free port, with `/mnt/models` replaced by the `STORAGE_URI` (the storage
@@ -510,9 +512,10 @@ def admit(obj: dict[str, Any]) -> None:
         )
 
     def denied(message: str):
+        # 403 Forbidden, as the API server answers for a denying webhook (seen on the real one).
         return ApiError(
-            400,
-            "BadRequest",
+            403,
+            "Forbidden",
             f'admission webhook "inferenceservice.kserve-webhook-server.validator" denied the request: {message}',
         )
 

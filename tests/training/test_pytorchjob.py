@@ -16,12 +16,14 @@ from kubeflow.training import TrainingClient
 from support import rbac
 
 from mlworkloads.images import TRAINER_IMAGE
+from mlworkloads.kube import AdmissionDenied
 from mlworkloads.rbac import rbac_manifests
 from mlworkloads.training import launch
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.pytorchjob import (
     JobFailed,
     JobSettings,
+    PyTorchJobRunner,
     build_job,
     delete_run_jobs,
     job_name,
@@ -367,6 +369,22 @@ def test_a_forbidden_create_says_which_permission_is_missing(
         _train(unbound, sample_features, tmp_path)
     assert f"may not create pytorchjobs.kubeflow.org in namespace '{cluster_namespace}' (HTTP 403)" in str(err.value)
     assert "mlworkloads rbac -n" in str(err.value)
+
+
+def test_a_webhook_refusal_is_reported_as_the_webhooks_reason_not_as_a_missing_permission(launcher):
+    """The API server answers 403 for a denying admission webhook, as for RBAC: the launcher must
+    not tell the user to apply a Role they already hold."""
+    config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
+    job = build_job("two-masters", launcher.namespace, JobSettings(image=TRAINER_IMAGE), config)
+    job.spec.pytorch_replica_specs["Master"].replicas = 2
+    runner = PyTorchJobRunner(TrainingClient(config_file=os.environ["KUBECONFIG"]), launcher.namespace, echo=print)
+    with pytest.raises(AdmissionDenied) as err:
+        runner.create_or_adopt(job)
+    assert 'admission webhook "validator.pytorchjob.training-operator.kubeflow.org" denied the request' in str(
+        err.value
+    )
+    assert "spec.pytorchReplicaSpecs[Master].replicas: Forbidden: must be 1" in str(err.value)
+    assert "mlworkloads rbac" not in str(err.value)
 
 
 @pytest.mark.parametrize(

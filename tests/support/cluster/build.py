@@ -1,10 +1,10 @@
 """Build (or reuse) every binary of the test cluster from its upstream Go module.
 
 The versions live in ``versions.toml`` beside this file, and nowhere else. Binaries go to a cache
-outside the repo, keyed by a hash of that file and of our one Go source (``kubeplane/main.go``), so
-a second run with the same pins reuses them and a changed pin builds afresh. Upstream's released
-CRDs, webhooks and default configs come with each module's source, which is kept beside the
-binaries (``src/<name>``) for the cluster to install.
+outside the repo; each is stamped with a hash of its own pin (and, for kubeplane, of our one Go
+source ``kubeplane/main.go``), so a second run reuses them and a changed pin rebuilds only what
+it pins. Upstream's released CRDs, webhooks and default configs come with each module's source,
+which is kept beside the binaries (``src/<name>``) for the cluster to install.
 
     python tests/support/cluster/build.py [NAME ...]   # prints the cache directory on its last line
 """
@@ -27,7 +27,9 @@ import tomllib
 HERE = Path(__file__).resolve().parent
 VERSIONS_FILE = HERE / "versions.toml"
 KUBEPLANE_SOURCE = HERE / "kubeplane" / "main.go"
-OPERATORS = ("training_operator", "kserve", "trainer", "jobset")
+OPERATORS = ("training_operator", "kserve", "kube_rbac_proxy", "trainer", "jobset")
+#: Pinned for their released manifests only: nothing of them is built.
+MANIFESTS = ("cert_manager",)
 STAMP = ".complete"
 
 
@@ -36,12 +38,19 @@ def versions() -> dict:
 
 
 def cache_dir() -> Path:
-    """Where this set of pins is built: ``$MLWORKLOADS_CLUSTER_CACHE`` or ``~/.cache/mlworkloads``."""
-    # Keyed on the pins, not the file's bytes: a reworded comment does not rebuild anything.
-    pins = json.dumps(versions(), sort_keys=True).encode()
-    digest = hashlib.sha256(pins + KUBEPLANE_SOURCE.read_bytes()).hexdigest()[:16]
-    root = Path(os.environ.get("MLWORKLOADS_CLUSTER_CACHE", Path.home() / ".cache" / "mlworkloads" / "cluster"))
-    return root / digest
+    """Where the cluster is built: ``$MLWORKLOADS_CLUSTER_CACHE`` or ``~/.cache/mlworkloads/cluster``."""
+    return Path(os.environ.get("MLWORKLOADS_CLUSTER_CACHE", Path.home() / ".cache" / "mlworkloads" / "cluster"))
+
+
+def pin_digest(name: str, pins: dict) -> str:
+    """What one binary is built from: its own pin (a new operator pin rebuilds only that operator).
+
+    Keyed on the parsed pin, not the file's bytes, so a reworded comment rebuilds nothing.
+    """
+    key = json.dumps(pins["kubernetes" if name == "kubeplane" else name], sort_keys=True).encode()
+    if name == "kubeplane":
+        key += KUBEPLANE_SOURCE.read_bytes()
+    return hashlib.sha256(key).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,13 @@ def _operator(name: str, pin: dict, built: Built) -> None:
     _go("build", "-trimpath", "-ldflags", "-s -w", "-o", str(built.binary(name)), pin["package"], cwd=src)
 
 
+def _manifests(name: str, pin: dict, built: Built) -> None:
+    src = built.source(name)
+    src.parent.mkdir(parents=True, exist_ok=True)
+    _copy_source(_download(pin["module"], pin["version"], src.parent), src)
+    (built.bin / name).write_text(f"{pin['module']}@{pin['version']}: manifests only, in {src}\n")
+
+
 def bind_shim(built: Built) -> Path:
     """The pod runner's LD_PRELOAD shim (``bind_to_pod_ip.c``), built with the system's C compiler.
 
@@ -142,16 +158,17 @@ def build(log=print, only: tuple[str, ...] | None = None) -> Built:
     built.bin.mkdir(parents=True, exist_ok=True)
     steps = [("kubeplane", lambda: _kubeplane(pins, built))]
     steps += [(name, lambda name=name: _operator(name, pins[name], built)) for name in OPERATORS]
+    steps += [(name, lambda name=name: _manifests(name, pins[name], built)) for name in MANIFESTS]
     for name, step in steps:
         if only is not None and name not in only:
             continue
-        stamp = built.bin / f"{name}{STAMP}"
-        if stamp.exists() and built.binary(name).exists():
+        stamp, digest = built.bin / f"{name}{STAMP}", pin_digest(name, pins)
+        if stamp.exists() and stamp.read_text().split()[:1] == [digest] and built.binary(name).exists():
             continue
         started = time.monotonic()
         log(f"building {name} ...")
         step()
-        stamp.write_text(f"{time.monotonic() - started:.0f}\n")
+        stamp.write_text(f"{digest} {time.monotonic() - started:.0f}\n")
         log(f"built {name} in {time.monotonic() - started:.0f} s")
     return built
 

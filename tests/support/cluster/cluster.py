@@ -22,13 +22,14 @@ from pathlib import Path
 
 import yaml
 
+from support.cluster import certificates
 from support.cluster.build import bind_shim, build
-from support.cluster.control_plane import KUBERNETES_SERVICE_IP, ControlPlane, ControlPlaneError
+from support.cluster.control_plane import ControlPlane, ControlPlaneError
 
 HERE = Path(__file__).resolve().parent
 NODE = "node-1"
 INSTALL_TIMEOUT = 180.0
-BUILT = ("kubeplane", "training_operator")
+BUILT = ("kubeplane", "training_operator", "kserve", "kube_rbac_proxy", "cert_manager")
 # What the node advertises, not what this machine has: requests are scheduled, never enforced, and
 # a two-replica job at the launcher's default requests (2 CPUs, 8Gi each) plus the operators must fit.
 NODE_CPU, NODE_MEMORY = "16", "64Gi"
@@ -68,7 +69,8 @@ class TestCluster:
                 f"--kubeconfig={self.kubeconfig}",
                 f"--workdir={self.workdir / 'node'}",
                 f"--api-port={self.plane.api_port}",
-                f"--kubernetes-service-ip={KUBERNETES_SERVICE_IP}",
+                f"--kubernetes-service-ip={self.plane.kubernetes_service_ip}",
+                f"--pod-network={self.plane.pod_network}",
                 f"--bin-dir={self.built.bin}",
                 f"--bind-shim={bind_shim(self.built)}",
                 f"--serving-cert={serving.cert}",
@@ -101,6 +103,35 @@ class TestCluster:
         overlay = self.built.source("training_operator") / "manifests" / "overlays" / "standalone"
         self.kubectl("apply", "--server-side", "-k", str(overlay))
         self.wait_available("kubeflow", "training-operator")
+
+    def install_kserve(self) -> None:
+        """KServe's released standalone install (``config/overlays/standalone/kserve``), Standard mode.
+
+        In three steps, as its install script orders them: the CRDs (cert-manager's too), then
+        everything but KServe's own custom resources, whose webhooks need the controller up; then,
+        once the certificates are issued and the controller is Available, those resources.
+        """
+        crds = self.built.source("cert_manager") / "deploy" / "crds"
+        self.kubectl("apply", "--server-side", "-f", str(crds))
+        rendered = self.kubectl("kustomize", str(self.built.source("kserve") / "config/overlays/standalone/kserve"))
+        documents = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+        own_kinds = {d["spec"]["names"]["kind"] for d in documents if d["kind"] == "CustomResourceDefinition"}
+        stages = (
+            [d for d in documents if d["kind"] == "CustomResourceDefinition"],
+            [d for d in documents if d["kind"] != "CustomResourceDefinition" and d["kind"] not in own_kinds],
+        )
+        for stage in stages:
+            self.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(stage), timeout=180)
+            if stage is stages[0]:
+                self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", timeout=90)
+        self.kserve_certificates = certificates.issue_and_inject(self)
+        self.wait_available("kserve", "kserve-controller-manager")
+        custom = [d for d in documents if d["kind"] in own_kinds]
+        if custom:
+            self.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(custom))
+
+    def all_objects(self, resource: str) -> list[dict]:
+        return json.loads(self.kubectl("get", resource, "-A", "-o", "json").stdout)["items"]
 
     def wait_available(self, namespace: str, deployment: str, timeout: float = INSTALL_TIMEOUT) -> None:
         done = self.kubectl(
@@ -174,6 +205,7 @@ class TestCluster:
         self.plane.start()
         self._start_runner()
         self.install_training_operator()
+        self.install_kserve()
         self.startup_seconds = time.monotonic() - started
         return self
 

@@ -6,8 +6,10 @@ cluster uses: client-certificate and service-account-token authentication, ``Nod
 authorization, the default admission chain, controllers signing in with their own service
 accounts. What differs from kubeadm, and why:
 
-- Everything listens on 127.0.0.1 and the Service CIDR is ``127.1.0.0/16``, so that a Service's
-  cluster IP is an address this machine answers on (the pod runner's Service proxy listens there).
+- Everything listens on 127.0.0.1 and the Service CIDR is a /16 of 127/8 (the pods get the next
+  /16), so that a Service's cluster IP is an address this machine answers on (the pod runner's
+  Service proxy listens there). Each cluster picks its pair at random, so that two test clusters
+  on one machine (two checkouts' CI runs) do not answer for each other.
 - ``--endpoint-reconciler-type=none``: Endpoints and EndpointSlices may not hold loopback
   addresses (``ValidateEndpointIP``), so the API server could not publish its own 127.0.0.1 in
   the ``kubernetes`` Service; the pod runner routes that Service to the API server instead.
@@ -24,8 +26,10 @@ accounts. What differs from kubeadm, and why:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -39,13 +43,9 @@ import yaml
 from support.cluster import pki
 from support.cluster.build import Built, build
 
-SERVICE_CIDR = "127.1.0.0/16"
-# The first address of the Service CIDR: the `kubernetes` Service's cluster IP.
-KUBERNETES_SERVICE_IP = "127.1.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 API_SERVER_NAMES = (
     "127.0.0.1",
-    KUBERNETES_SERVICE_IP,
     "localhost",
     "kubernetes",
     "kubernetes.default",
@@ -53,6 +53,12 @@ API_SERVER_NAMES = (
     "kubernetes.default.svc.cluster.local",
 )
 READY_TIMEOUT = 120.0
+
+
+def loopback_networks() -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]:
+    """(Service CIDR, pod network): two adjacent /16s of 127/8, picked at random."""
+    second = random.SystemRandom().randrange(16, 250, 2)
+    return ipaddress.ip_network(f"127.{second}.0.0/16"), ipaddress.ip_network(f"127.{second + 1}.0.0/16")
 
 
 def free_port() -> int:
@@ -88,13 +94,18 @@ class ControlPlane:
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
+        self.service_cidr, self.pod_network = loopback_networks()
+        # The first address of the Service CIDR: the `kubernetes` Service's cluster IP.
+        self.kubernetes_service_ip = str(self.service_cidr.network_address + 1)
         self.audit_log = self.logs / "audit.log"
 
     # -- setup -------------------------------------------------------------------------------
     def _certificates(self) -> None:
         pki_dir = self.workdir / "pki"
         self.ca = pki.Authority(pki_dir)
-        self.api_serving = self.ca.issue("apiserver", "kube-apiserver", hosts=API_SERVER_NAMES)
+        self.api_serving = self.ca.issue(
+            "apiserver", "kube-apiserver", hosts=(*API_SERVER_NAMES, self.kubernetes_service_ip)
+        )
         self.api_kubelet_client = self.ca.issue(
             "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters", client=True
         )
@@ -173,7 +184,7 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={self.sa_keys.cert}",
             f"--service-account-signing-key-file={self.sa_keys.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             f"--kubelet-client-certificate={self.api_kubelet_client.cert}",
@@ -230,7 +241,7 @@ class ControlPlane:
             f"--cluster-signing-cert-file={self.ca.cert_path}",
             f"--cluster-signing-key-file={self.workdir / 'pki' / 'ca.key'}",
             "--use-service-account-credentials=true",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--leader-elect=false",
             "--profiling=false",
         )

@@ -9,7 +9,7 @@ it Pending as a cluster would) and runs each pod bound to it as local processes:
   ``KUBERNETES_SERVICE_*``) and its volumes at their mount paths (emptyDir, Secret, ConfigMap,
   projected service-account token, downward API, PVC and hostPath as directories), in a mount and
   UTS namespace of its own (``container_exec.py``);
-- its own address in ``127.2.0.0/16``: a libc shim (``bind_to_pod_ip.c``) makes wildcard binds
+- its own address in the pod network (a /16 of 127/8): a libc shim (``bind_to_pod_ip.c``) makes wildcard binds
   bind to it; ``/etc/hosts`` of the pod names every Service (its cluster IP, or for a headless one
   its ready pods) the way cluster DNS would;
 - the pod's status: phase, container states and exit codes, ``Ready`` from the readiness probe;
@@ -57,10 +57,11 @@ from kubernetes.client.rest import ApiException
 log = logging.getLogger("pod-runner")
 
 HERE = Path(__file__).resolve().parent
-POD_NETWORK = ipaddress.ip_network("127.2.0.0/16")
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TERMINATION_GRACE = 30
 HEARTBEAT_SECONDS = 10
+# How long a pod waits for a missing Secret or ConfigMap before it fails (the kubelet waits forever).
+VOLUME_WAIT_SECONDS = 300
 PROBE_TIMEOUT = 3
 
 
@@ -79,6 +80,7 @@ class Image:
     entrypoint: dict[str, str]  # the image's executable path -> the program here
     bind_args: tuple[str, ...] = ()
     wildcard_ports: tuple[int, ...] = ()
+    command: tuple[str, ...] = ()  # the image's ENTRYPOINT, for a container that sets no command
 
 
 def images(bin_dir: Path) -> dict[str, Image]:
@@ -92,6 +94,21 @@ def images(bin_dir: Path) -> dict[str, Image]:
                 "--webhook-server-port={port_9443}",
             ),
             wildcard_ports=(9443,),
+        ),
+        "kserve/kserve-controller": Image(
+            {"/manager": str(bin_dir / "kserve")},
+            (
+                "--metrics-addr={pod_ip}:8080",
+                "--health-probe-addr={pod_ip}:8081",
+                "--webhook-port={port_9443}",
+            ),
+            wildcard_ports=(9443,),
+        ),
+        # The sidecar KServe's release puts before the controller's metrics (later flags win).
+        "quay.io/brancz/kube-rbac-proxy": Image(
+            {},
+            ("--secure-listen-address={pod_ip}:8443", "--upstream=http://{pod_ip}:8080/"),
+            command=(str(bin_dir / "kube_rbac_proxy"),),
         ),
         # The PyTorchJob init container waits for the master's DNS name with busybox's nslookup;
         # here names are in /etc/hosts, so `nslookup` is a getent shim (shims/nslookup).
@@ -351,7 +368,7 @@ class PodWorld:
 
     def argv(self, container: client.V1Container, env: dict[str, str]) -> list[str]:
         image = self.runner.images.get(image_name(container.image))
-        command = list(container.command or [])
+        command = list(container.command or (image.command if image else ()))
         args = list(container.args or [])
         if not command:
             raise ValueError(
@@ -519,9 +536,23 @@ class RunningPod:
         finally:
             self.runner.finished(self)
 
+    def _prepare_volumes(self) -> None:
+        """As the kubelet does: a Secret or ConfigMap that does not exist yet is waited for (the pod
+        stays Pending, ContainerCreating), not a failure; it may be created after the pod."""
+        deadline = time.monotonic() + VOLUME_WAIT_SECONDS
+        while True:
+            try:
+                self.world.prepare_volumes()
+                return
+            except ApiException as error:
+                if error.status != 404 or time.monotonic() > deadline or self.stopping.is_set():
+                    raise
+                self.report("Pending", "ContainerCreating", f"MountVolume.SetUp failed: {error.reason}")
+                self.stopping.wait(1.0)
+
     def _run(self) -> None:
         spec = self.pod.spec
-        self.world.prepare_volumes()
+        self._prepare_volumes()
         self.runner.refresh_hosts()
         self.report("Pending")
         policy = spec.restart_policy or "Always"
@@ -818,7 +849,8 @@ class PodRunner:
         }
         self.pods: dict[str, RunningPod] = {}
         self.done: dict[str, RunningPod] = {}
-        self.free_ips = (str(ip) for ip in POD_NETWORK.hosts() if ip > POD_NETWORK.network_address + 1)
+        network = ipaddress.ip_network(args.pod_network)
+        self.free_ips = (str(ip) for ip in network.hosts() if ip > network.network_address + 1)
         self.lock = threading.Lock()
         self.proxy = ServiceProxy(self)
         self.kubelet_port = serve_logs(self, args.serving_cert, args.serving_key, args.ca)
@@ -1023,6 +1055,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--api-port", type=int, required=True)
     parser.add_argument("--kubernetes-service-ip", required=True)
+    parser.add_argument("--pod-network", required=True, help="the /16 of 127/8 pod addresses come from")
     parser.add_argument("--bin-dir", required=True)
     parser.add_argument("--bind-shim", required=True)
     parser.add_argument("--serving-cert", required=True)
