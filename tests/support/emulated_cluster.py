@@ -1,20 +1,16 @@
 """EMULATED Kubernetes API server for tests. Not a cluster: an emulation on 127.0.0.1.
 
-It serves the API paths the official clients (`kubernetes`, kubeflow-training's
-`TrainingClient`, kserve's `KServeClient`) call: custom objects (create, get, list, patch,
-replace, delete), pods (list by label selector, logs, follow), and events. Controllers play
-the operators: the PyTorchJob controller runs every replica's container command as a local
-process with the environment the training operator injects (MASTER_ADDR, MASTER_PORT,
-WORLD_SIZE, RANK, PET_*), and sets the job's conditions from their exit codes; the InferenceService controller
+It serves the API paths the official clients (`kubernetes`, kserve's `KServeClient`) call:
+custom objects (create, get, list, patch, replace, delete), pods (list by label selector, logs,
+follow), and events. One controller plays an operator: the InferenceService controller
 (emulated_kserve.py) runs each predictor revision as a local KServe server behind a
-traffic-splitting proxy.
+traffic-splitting proxy. (PyTorchJobs run on the real test cluster, support/cluster/, with the
+real training operator: the emulated one is gone.)
 
-ConfigMaps and Secrets are stored as given, and a replica's env resolves `secretKeyRef`,
-`configMapKeyRef` and `envFrom` from them as the kubelet does. What it does not emulate:
-scheduling beyond a GPU count (pods that ask for more GPUs than the emulated node has stay
-Pending, with the event a real scheduler writes), volumes,
-authentication, and admission beyond the InferenceService rules in emulated_kserve.py. The
-service proxy reaches Standard-mode predictors only. `deny` makes chosen (verb, resource) pairs
+ConfigMaps and Secrets are stored as given. Nothing creates pods here any more (the pod
+endpoints answer empty lists); what it does not emulate: scheduling, volumes, authentication,
+and admission beyond the InferenceService rules in emulated_kserve.py. The service proxy
+reaches Standard-mode predictors only. `deny` makes chosen (verb, resource) pairs
 answer 403.
 """
 
@@ -135,7 +131,6 @@ class EmulatedCluster:
         from support.emulated_kserve import InferenceServiceController
 
         self.controllers: dict[str, Any] = {
-            "pytorchjobs": PyTorchJobController(self),
             "inferenceservices": InferenceServiceController(self),
         }
         self._resource_version = 0
@@ -227,7 +222,7 @@ class EmulatedCluster:
             mutate(found.setdefault("status", {}))
             found["metadata"]["resourceVersion"] = self.next_version()
 
-    def jobs(self, plural: str = "pytorchjobs") -> list[dict[str, Any]]:
+    def jobs(self, plural: str = "inferenceservices") -> list[dict[str, Any]]:
         with self.lock:
             return [copy.deepcopy(v) for (p, _, _), v in self.objects.items() if p == plural]
 
@@ -512,24 +507,7 @@ class _Handler(JsonHandler):
         self._dispatch("PUT")
 
 
-# ---- the PyTorchJob controller (plays the Kubeflow training operator) -------------------------
-
-
-def _condition(status: dict, type_: str, reason: str, message: str) -> None:
-    conditions = status.setdefault("conditions", [])
-    for c in conditions:
-        if c["type"] in ("Running", "Created") and type_ in ("Succeeded", "Failed"):
-            c["status"] = "False" if c["type"] == "Running" else c["status"]
-    conditions.append(
-        {
-            "type": type_,
-            "status": "True",
-            "reason": reason,
-            "message": message,
-            "lastUpdateTime": now(),
-            "lastTransitionTime": now(),
-        }
-    )
+# ---- shared with the emulated KServe controller -----------------------------------------------
 
 
 def resolve_command(command: list[str]) -> list[str]:
@@ -539,161 +517,3 @@ def resolve_command(command: list[str]) -> list[str]:
     if command and command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
     return command
-
-
-class PyTorchJobController:
-    """Runs a PyTorchJob's replicas as local processes, as the training operator runs pods."""
-
-    def __init__(self, cluster: EmulatedCluster):
-        self.cluster = cluster
-
-    def on_create(self, job: dict[str, Any]) -> None:
-        threading.Thread(target=self._run, args=(job,), daemon=True).start()
-
-    def on_delete(self, job: dict[str, Any]) -> None:
-        name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
-        with self.cluster.lock:
-            doomed = [
-                k
-                for k, p in self.cluster.pods.items()
-                if p.labels.get("training.kubeflow.org/job-name") == name and k[0] == ns
-            ]
-            pods = [self.cluster.pods.pop(k) for k in doomed]
-        for pod in pods:
-            pod.kill()
-
-    def _run(self, job: dict[str, Any]) -> None:
-        cluster, name, ns = self.cluster, job["metadata"]["name"], job["metadata"]["namespace"]
-        spec = job["spec"]
-        cluster.update_status(
-            "pytorchjobs",
-            ns,
-            name,
-            lambda s: _condition(s, "Created", "PyTorchJobCreated", f"PyTorchJob {name} is created."),
-        )
-        replicas = []
-        for replica_type in ("Master", "Worker"):
-            replica_spec = spec["pytorchReplicaSpecs"].get(replica_type)
-            for index in range((replica_spec or {}).get("replicas", 0)):
-                replicas.append((replica_type, index, replica_spec["template"]))
-        nnodes = len(replicas)
-        master_port = free_port()
-        pods = []
-        for node_rank, (replica_type, index, template) in enumerate(replicas):
-            pod_name = f"{name}-{replica_type.lower()}-{index}"
-            labels = {
-                **template.get("metadata", {}).get("labels", {}),
-                "training.kubeflow.org/job-name": name,
-                "training.kubeflow.org/replica-type": replica_type.lower(),
-                "training.kubeflow.org/replica-index": str(index),
-                "emulated/container": template["spec"]["containers"][0]["name"],
-            }
-            if replica_type == "Master":
-                labels["training.kubeflow.org/job-role"] = "master"
-            pod = Pod(ns, pod_name, labels, os.path.join(cluster.workdir, f"{ns}-{pod_name}.log"))
-            with cluster.lock:
-                cluster.pods[(ns, pod_name)] = pod
-            cluster.record_event(ns, "PyTorchJob", name, "SuccessfulCreatePod", f"Created pod: {pod_name}")
-            pods.append((pod, node_rank, template))
-        wanted_gpus = max(
-            int((c.get("resources", {}).get("limits") or {}).get("nvidia.com/gpu", 0))
-            for _, _, t in pods
-            for c in t["spec"]["containers"]
-        )
-        if wanted_gpus > cluster.gpus:
-            for pod, _, _ in pods:
-                cluster.record_event(
-                    ns,
-                    "Pod",
-                    pod.name,
-                    "FailedScheduling",
-                    "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
-                    "Warning",
-                )
-            return  # Pending for ever, as on a cluster without the GPUs
-        for pod, node_rank, template in pods:
-            container = template["spec"]["containers"][0]
-            env = {
-                "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-                "HOME": os.environ.get("HOME", "/tmp"),
-                "PYTHONUNBUFFERED": "1",
-            }
-            try:
-                env.update(cluster.container_env(ns, container))
-            except ApiError as err:  # the kubelet's CreateContainerConfigError: the pod waits
-                cluster.record_event(ns, "Pod", pod.name, "Failed", f"Error: {err.message}", "Warning")
-                continue
-            env.update(
-                {
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": str(master_port),
-                    "WORLD_SIZE": str(nnodes),
-                    "RANK": str(node_rank),
-                    "PET_NNODES": str(nnodes),
-                    "PET_NPROC_PER_NODE": str(spec.get("nprocPerNode", "1")),
-                    "PET_NODE_RANK": str(node_rank),
-                    "PET_MASTER_ADDR": "127.0.0.1",
-                    "PET_MASTER_PORT": str(master_port),
-                }
-            )
-            with open(pod.log_path, "ab") as log:
-                pod.process = subprocess.Popen(
-                    resolve_command(container["command"] + (container.get("args") or [])),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                    cwd=cluster.workdir,
-                )
-            pod.phase = "Running"
-            cluster.record_event(ns, "Pod", pod.name, "Started", "Started container pytorch")
-        cluster.update_status(
-            "pytorchjobs",
-            ns,
-            name,
-            lambda s: _condition(s, "Running", "PyTorchJobRunning", f"PyTorchJob {name} is running."),
-        )
-        self._watch(name, ns, [p for p, _, _ in pods])
-
-    def _watch(self, name: str, ns: str, pods: list[Pod]) -> None:
-        cluster = self.cluster
-        while True:
-            for pod in pods:
-                if pod.process and pod.exit_code is None and pod.process.poll() is not None:
-                    pod.exit_code = pod.process.returncode
-                    pod.phase = "Succeeded" if pod.exit_code == 0 else "Failed"
-                    cluster.record_event(
-                        ns,
-                        "Pod",
-                        pod.name,
-                        "Completed" if pod.exit_code == 0 else "Error",
-                        f"container pytorch exited with code {pod.exit_code}",
-                        "Normal" if pod.exit_code == 0 else "Warning",
-                    )
-            if cluster.get_object("pytorchjobs", ns, name) is None:
-                return  # deleted
-            failed = [p for p in pods if p.phase == "Failed"]
-            if failed:
-                for pod in pods:
-                    pod.kill()
-                message = f"PyTorchJob {name} is failed because {len(failed)} replica(s) failed: " + ", ".join(
-                    f"{p.name} exit code {p.exit_code}" for p in failed
-                )
-                cluster.update_status(
-                    "pytorchjobs",
-                    ns,
-                    name,
-                    lambda s, m=message: _condition(s, "Failed", "PyTorchJobFailed", m),
-                )
-                return
-            if all(p.phase == "Succeeded" for p in pods):
-                cluster.update_status(
-                    "pytorchjobs",
-                    ns,
-                    name,
-                    lambda s: _condition(
-                        s, "Succeeded", "PyTorchJobSucceeded", f"PyTorchJob {name} is successfully completed."
-                    ),
-                )
-                return
-            time.sleep(0.1)
