@@ -9,7 +9,7 @@ WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
 EXTRAS := dev,s3
 
-.PHONY: setup demo test test-fast lint compile images constraints clean
+.PHONY: setup demo test test-fast lint compile images constraints clean cluster
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ compile: setup
 	$(BIN)/mlworkloads compile --out compiled
 
 ## Build the images named in mlworkloads/images.py (needs a Docker engine).
+## Build (or reuse) the test cluster's binaries from their pinned Go modules (tests do it on first use).
+cluster:
+	$(PYTHON) tests/support/cluster/build.py
+
 images: setup
 	$(BIN)/mlworkloads images --build
 

@@ -23,13 +23,12 @@ from pathlib import Path
 import yaml
 
 from support.cluster import certificates
-from support.cluster.build import bind_shim, build
+from support.cluster.build import INSTALLED, bind_shim, build
 from support.cluster.control_plane import ControlPlane, ControlPlaneError
 
 HERE = Path(__file__).resolve().parent
 NODE = "node-1"
 INSTALL_TIMEOUT = 180.0
-BUILT = ("kubeplane", "training_operator", "kserve", "kube_rbac_proxy", "cert_manager")
 # What the node advertises, not what this machine has: requests are scheduled, never enforced, and
 # a two-replica job at the launcher's default requests (2 CPUs, 8Gi each) plus the operators must fit.
 NODE_CPU, NODE_MEMORY = "16", "64Gi"
@@ -40,9 +39,8 @@ class TestCluster:
 
     def __init__(self, workdir: str | os.PathLike, *, gpus: int = 0, cpu: str = NODE_CPU, memory: str = NODE_MEMORY):
         self.workdir = Path(workdir)
-        # Only what this cluster installs (BUILT): an operator nothing installs would cost CI minutes.
         # Progress goes to the real stderr: pytest captures fixture output, and a cold build is minutes.
-        self.built = build(log=lambda line: print(line, file=sys.__stderr__, flush=True), only=BUILT)
+        self.built = build(log=lambda line: print(line, file=sys.__stderr__, flush=True), only=INSTALLED)
         self.plane = ControlPlane(self.workdir, self.built)
         self.gpus, self.cpu, self.memory = gpus, cpu, memory
         self.runner: subprocess.Popen | None = None
