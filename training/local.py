@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import psutil
 
+from mlworkloads.processes import stop_group
 from mlworkloads.training.checkpoint import latest_pointer
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.logs import digest
@@ -130,14 +131,7 @@ def _kill_group(process: subprocess.Popen, grace_seconds: float = 3.0) -> None:
         tree = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         tree = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_group(process, grace_seconds, kill_wait=None)
     kill_tree(tree)
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+from mlworkloads.processes import stop_group
 from support.cluster import pki
 from support.cluster.build import Built, build
 
@@ -320,12 +321,7 @@ class ControlPlane:
         # Controllers first, etcd last, so nothing logs a storm of errors about a missing store.
         for _, process in reversed(self.processes):
             if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+                stop_group(process, grace=15)  # each was started in a session of its own
         self.processes.clear()
 
     def __enter__(self) -> ControlPlane:

@@ -54,6 +54,8 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from mlworkloads.processes import stop_group
+
 log = logging.getLogger("pod-runner")
 
 HERE = Path(__file__).resolve().parent
@@ -671,14 +673,7 @@ class RunningPod:
         return True  # exec probes are not simulated: counted as passing
 
     def _stop_process(self, process: subprocess.Popen, grace: float = TERMINATION_GRACE) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_group(process, grace)
 
     def stop(self) -> None:
         """Deletion: SIGTERM every container, SIGKILL after the grace period."""
