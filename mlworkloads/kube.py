@@ -30,26 +30,26 @@ def cluster_reachable() -> bool:
     return in_cluster() or bool(os.environ.get("KUBECONFIG"))
 
 
-def api_status(err: BaseException) -> int | None:
-    """The HTTP status of the API error behind `err`, if there is one."""
+def _api_error(err: BaseException) -> BaseException | None:
+    """The API error (an exception with an HTTP `status`) behind `err`, following its causes."""
     seen: BaseException | None = err
     while seen is not None:
-        status = getattr(seen, "status", None)
-        if isinstance(status, int):
-            return status
+        if isinstance(getattr(seen, "status", None), int):
+            return seen
         seen = seen.__cause__ or seen.__context__
     return None
 
 
+def api_status(err: BaseException) -> int | None:
+    """The HTTP status of the API error behind `err`, if there is one."""
+    found = _api_error(err)
+    return found.status if found is not None else None
+
+
 def api_body(err: BaseException) -> str:
     """The response body of the API error behind `err` (a Status object's JSON), or ""."""
-    seen: BaseException | None = err
-    while seen is not None:
-        body = getattr(seen, "body", None)
-        if isinstance(body, (str, bytes)):
-            return body.decode(errors="replace") if isinstance(body, bytes) else body
-        seen = seen.__cause__ or seen.__context__
-    return ""
+    body = getattr(_api_error(err), "body", None) or ""
+    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
 
 
 class AdmissionDenied(ValueError):
