@@ -9,7 +9,7 @@ WHEELS := $(wildcard /opt/wheels)
 PIP_FLAGS := $(if $(WHEELS),--find-links $(WHEELS),)
 EXTRAS := dev,s3
 
-.PHONY: setup demo test test-fast lint compile images constraints clean cluster
+.PHONY: setup demo test test-fast test-cluster lint compile images constraints clean cluster
 
 setup: $(VENV)/.installed
 
@@ -24,13 +24,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/mlworkloads demo
 
-## The whole test suite, end-to-end tests included (what CI runs).
+## The whole test suite, end-to-end and cluster tests included (what CI runs); it ends with the
+## 15 slowest tests. Every test has a limit (pyproject.toml, `timeout`); the test cluster is
+## built (or reused) before the first test, with its own bound.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
-## Unit tests only (skips the long end-to-end and the cluster ones): for the edit loop.
+## The edit loop: no end-to-end and no cluster tests.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not e2e and not cluster"
+	$(BIN)/python -m pytest -q --durations=15 -m "not e2e and not cluster"
+
+## Only the tests on the real test cluster.
+test-cluster: setup
+	$(BIN)/python -m pytest -q --durations=15 -m cluster
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -38,11 +44,12 @@ lint: setup
 compile: setup
 	$(BIN)/mlworkloads compile --out compiled
 
-## Build the images named in mlworkloads/images.py (needs a Docker engine).
-## Build (or reuse) the test cluster's binaries from their pinned Go modules (tests do it on first use).
-cluster:
-	$(PYTHON) tests/support/cluster/build.py
+## The tests' cluster for a person: builds (or reuses) its binaries from their pinned Go modules,
+## starts it, prints `kubeconfig: <path>` (cluster-admin) and stays up until Ctrl-C.
+cluster: setup
+	PYTHONPATH=tests $(BIN)/python -m support.cluster.cluster
 
+## Build the images named in mlworkloads/images.py (needs a Docker engine).
 images: setup
 	$(BIN)/mlworkloads images --build
 

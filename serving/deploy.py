@@ -201,15 +201,17 @@ def _check(
     """Smoke-tests one predictor of `service`.
 
     Knative: the revision behind the `latest` traffic tag (its own URL). Standard: the
-    Deployment of `predictor` through the API server's proxy to its Service, since the
-    canary and the stable predictor share the service's own URL.
+    Deployment of `predictor` through its own Service, since the canary and the stable predictor
+    share the service's URL. In a pod (the pipeline step) that Service is reached by its cluster
+    DNS name on port 80, where KServe serves it; outside the cluster (a person's kubeconfig),
+    through the API server's proxy to it.
     """
     if settings.deployment_mode == "Knative":
         return smoke(endpoint(service), None)
-    api = client.api_instance.api_client
-    with service_proxy_client(
-        api, namespace, predictor_service(settings.name, predictor or ""), HTTP_PORT_NAME
-    ) as http:
+    name = predictor_service(settings.name, predictor or "")
+    if in_cluster():
+        return smoke(f"http://{name}.{namespace}.svc.cluster.local", None)
+    with service_proxy_client(client.api_instance.api_client, namespace, name, HTTP_PORT_NAME) as http:
         return smoke(str(http.base_url), http)
 
 
@@ -245,8 +247,9 @@ def deploy_kserve(
         echo(f"created InferenceService {namespace}/{settings.name}")
         try:
             service = _wait(
-                client, settings.name, namespace, created["metadata"].get("generation", 1), ready_timeout, poll_interval
-            )
+                client, settings, namespace, created["metadata"].get("generation", 1),
+                manifest["spec"]["predictor"].get("name"), ready_timeout, poll_interval,
+            )  # fmt: skip
             _check(client, service, settings, namespace, manifest["spec"]["predictor"].get("name"), smoke)
         except (DeployFailed, SmokeTestFailed) as err:
             _call(lambda: client.delete(settings.name, namespace=namespace), "delete", namespace)
@@ -264,11 +267,11 @@ def deploy_kserve(
     )
     try:
         if settings.deployment_mode == "Knative":
-            service = _wait(client, settings.name, namespace, generation, ready_timeout, poll_interval)
+            service = _wait(client, settings, namespace, generation, None, ready_timeout, poll_interval)
             result = _check(client, service, settings, namespace, None, smoke)
         else:
             canary = canary_predictor_name(manifest)
-            service = _wait_canary(client, settings.name, namespace, generation, canary, ready_timeout, poll_interval)
+            service = _wait_canary(client, settings.name, namespace, canary, ready_timeout, poll_interval)
             result = _check(client, service, settings, namespace, canary, smoke)
         echo(f"canary smoke test passed: {result.rows} rows, max difference {result.max_difference:.2g}")
     except (DeployFailed, SmokeTestFailed) as err:
@@ -279,8 +282,9 @@ def deploy_kserve(
         lambda: client.replace(settings.name, typed(final), namespace=namespace), "update", namespace
     )
     service = _wait(
-        client, settings.name, namespace, promoted_service["metadata"].get("generation"), ready_timeout, poll_interval
-    )
+        client, settings, namespace, promoted_service["metadata"].get("generation"),
+        final["spec"]["predictor"].get("name"), ready_timeout, poll_interval,
+    )  # fmt: skip
     echo(f"promoted the canary of {namespace}/{settings.name} to 100% of traffic")
     return {"manifest": final, "status": service["status"], "url": service["status"].get("url")}
 
@@ -301,28 +305,57 @@ def _with_storage_access(client, settings: ServiceSettings, namespace: str) -> S
     return dataclasses.replace(settings, storage_secret_name=name)
 
 
-def _wait_canary(
-    client, name: str, namespace: str, generation, canary: str, timeout: int, poll_interval: int
-) -> dict[str, Any]:
-    """Waits until KServe has reconciled `generation` and reports the Standard-mode canary ready.
+def _poll(client, name: str, namespace: str, done: Callable[[dict], bool], what: str, timeout: int, interval: int):
+    """Gets the service every `interval` s until `done(service)`; DeployFailed naming `what` if it never is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        service = _call(lambda: client.get(name, namespace=namespace), "get", namespace)
+        if done(service):
+            return service
+        if time.monotonic() >= deadline:
+            raise DeployFailed(
+                f"{what} of InferenceService {namespace}/{name} was not Ready within {timeout} s: "
+                f"{_conditions(service)}"
+            )
+        time.sleep(interval)
+
+
+def _ready(service: dict[str, Any]) -> bool:
+    conditions = (service.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _wait_canary(client, name: str, namespace: str, canary: str, timeout: int, poll_interval: int) -> dict[str, Any]:
+    """Waits until KServe reports the Standard-mode canary `canary` ready.
 
     The service's Ready condition does not wait for a canary: KServe reports it apart, in
-    `status.canaryStatuses` and the `CanaryPredictorReady` condition.
+    `status.canaryStatuses` (and the `CanaryPredictorReady` condition). Each model version's
+    predictor has a name of its own, so an entry of that name is KServe's word on this canary.
     """
-    deadline = time.monotonic() + timeout
-    service: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        service = _call(lambda: client.get(name, namespace=namespace), "get", namespace)
-        status = service.get("status") or {}
-        reconciled = (status.get("observedGeneration") or 0) >= (generation or 0)
-        entry = next((c for c in status.get("canaryStatuses") or [] if c.get("name") == canary), None)
-        if reconciled and entry and entry.get("ready"):
-            return service
-        time.sleep(poll_interval)
-    raise DeployFailed(
-        f"the canary {canary!r} of InferenceService {namespace}/{name} (generation {generation}) was not ready "
-        f"within {timeout} s: {_conditions(service)}"
-    )
+
+    def canary_ready(service: dict[str, Any]) -> bool:
+        entries = (service.get("status") or {}).get("canaryStatuses") or []
+        return any(e.get("name") == canary and e.get("ready") for e in entries)
+
+    return _poll(client, name, namespace, canary_ready, f"the canary {canary!r}", timeout, poll_interval)
+
+
+def _wait_standard(client, name: str, namespace: str, predictor: str, timeout: int, poll_interval: int):
+    """Waits until KServe serves the Standard-mode service from `predictor`, Ready.
+
+    Not by generation: in Standard mode KServe copies `status.observedGeneration` from the
+    predictor's Deployment, not from the InferenceService (v0.20 `PropagateRawStatus`), so after a
+    promotion it stays at the promoted Deployment's own generation (1) for ever. The service's
+    address names the predictor KServe last reconciled, and each model version's predictor has a
+    name of its own: Ready with this predictor's address is KServe's word on this version.
+    """
+    service_host = f"{predictor_service(name, predictor)}.{namespace}."
+
+    def serving(service: dict[str, Any]) -> bool:
+        address = ((service.get("status") or {}).get("address") or {}).get("url") or ""
+        return _ready(service) and address.split("://")[-1].startswith(service_host)
+
+    return _poll(client, name, namespace, serving, f"the predictor {predictor!r}", timeout, poll_interval)
 
 
 def _get_or_none(client, name: str, namespace: str) -> dict[str, Any] | None:
@@ -337,15 +370,18 @@ def _get_or_none(client, name: str, namespace: str) -> dict[str, Any] | None:
         raise
 
 
-def _wait(client, name: str, namespace: str, generation, timeout: int, poll_interval: int) -> dict[str, Any]:
+def _wait(
+    client, settings: ServiceSettings, namespace: str, generation, predictor: str | None, timeout: int, interval: int
+) -> dict[str, Any]:
+    """Waits until the service is Ready for `generation` (Knative) or serves from `predictor` (Standard)."""
+    name = settings.name
+    if settings.deployment_mode != "Knative" and predictor:
+        return _wait_standard(client, name, namespace, predictor, timeout, interval)
     try:
         client.wait_isvc_ready(
-            name,
-            namespace=namespace,
-            timeout_seconds=timeout,
-            polling_interval=poll_interval,
+            name, namespace=namespace, timeout_seconds=timeout, polling_interval=interval,
             expected_generation=generation,
-        )
+        )  # fmt: skip
     except RuntimeError as err:
         hint = forbidden(err, "get", "inferenceservices.serving.kserve.io", namespace, RBAC_HINT.format(ns=namespace))
         if hint:

@@ -6,10 +6,12 @@ import functools
 import http.server
 import os
 import socket
+import sys
 import threading
 
 import pyarrow as pa
 import pytest
+from support.waiting import wait_until
 
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.data.ingest import IngestConfig, ingest
@@ -17,10 +19,38 @@ from mlworkloads.data.ingest import IngestConfig, ingest
 
 def pytest_collection_modifyitems(items):
     # A test is a `cluster` test exactly when it uses the real cluster, so `-m "not cluster"`
-    # skips those and only those (the cluster is built from upstream on first use).
+    # skips those and only those.
     for item in items:
         if "kube_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.cluster)
+
+
+def pytest_collection_finish(session):
+    """Builds the test cluster before the first test when any selected test uses it.
+
+    A cold build is minutes of `go build` (bounded on its own, build.GO_COMMAND_LIMIT); inside
+    the first cluster test it would count against that test's limit and read as a hang.
+    """
+    if any(item.get_closest_marker("cluster") for item in session.items):
+        from support.cluster.build import INSTALLED, build
+
+        build(log=lambda line: print(line, file=sys.__stderr__, flush=True), only=INSTALLED)
+
+
+# The hang guard's hooks (support/hang_guard.py): pytest finds them here by name.
+from support.hang_guard import (  # noqa: E402, F401
+    pytest_configure,
+    pytest_timeout_cancel_timer,
+    pytest_timeout_set_timer,
+)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:
@@ -68,7 +98,6 @@ def secured_s3(tmp_path_factory):
     import json
     import subprocess
     import sys
-    import time
 
     import boto3
 
@@ -80,13 +109,13 @@ def secured_s3(tmp_path_factory):
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=log
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+
+    def listening() -> bool:
+        if server.poll() is not None:
+            raise RuntimeError(f"moto's S3 server exited with {server.returncode}; see {log.name}")
+        return _accepts(port)
+
+    wait_until(listening, what=f"moto's S3 server on port {port}", timeout=30, interval=0.1)
     iam = boto3.client(
         "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
@@ -210,19 +239,6 @@ def sample_features(flights_table, tmp_path_factory) -> dict[str, str]:
     return prepare_features(flights_table.take(pa.array(rows)), tmp_path_factory.mktemp("flights-sample"))
 
 
-@pytest.fixture
-def emulated_cluster(tmp_path, monkeypatch):
-    """An EMULATED Kubernetes API on 127.0.0.1 (see support/emulated_cluster.py), with KUBECONFIG set."""
-    from support.emulated_cluster import EmulatedCluster
-
-    workdir = tmp_path / "emulated-node"
-    workdir.mkdir()
-    with EmulatedCluster(str(workdir)) as cluster:
-        monkeypatch.setenv("KUBECONFIG", cluster.write_kubeconfig(str(tmp_path / "kubeconfig")))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        yield cluster
-
-
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory):
     """The REAL test cluster (support/cluster/): upstream's control plane and training operator,
@@ -235,16 +251,32 @@ def kube_cluster(tmp_path_factory):
 
 @pytest.fixture
 def cluster_namespace(kube_cluster, monkeypatch, request):
-    """A fresh namespace of the real cluster for one test, with KUBECONFIG set to cluster-admin."""
+    """A fresh namespace of the real cluster for one test, with KUBECONFIG set to cluster-admin.
+
+    The name is kept to 27 characters: KServe builds the predictor's host label as
+    `<isvc>-<component>-predictor-<namespace>` and refuses one over 63 characters.
+    """
     import re
     import uuid
 
-    name = kube_cluster.create_namespace(f"{re.sub('[^a-z0-9]+', '-', request.node.name.lower())[:40].strip('-')}-"
-                                         f"{uuid.uuid4().hex[:6]}")  # fmt: skip
+    stem = re.sub("[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:20].strip("-")
+    name = kube_cluster.create_namespace(f"{stem}-{uuid.uuid4().hex[:6]}")
     monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     yield name
     kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def deployer(kube_cluster, cluster_namespace, tmp_path):
+    """The deploy step's identity in a fresh namespace: `pipeline-runner` bound to the shipped Roles."""
+    from support.cluster.deployer import RUNNER, Deployer
+
+    from mlworkloads.rbac import rbac_manifests
+
+    kube_cluster.kubectl("-n", cluster_namespace, "create", "serviceaccount", RUNNER)
+    kube_cluster.kubectl("apply", "-f", "-", input=rbac_manifests(cluster_namespace, RUNNER, cluster_namespace))
+    return Deployer(kube_cluster, cluster_namespace, tmp_path)
 
 
 def train_model(features: dict[str, str], out, **settings) -> str:

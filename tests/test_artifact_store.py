@@ -163,8 +163,11 @@ def test_wrong_store_keys_fail_naming_the_uri(secured_s3, monkeypatch):
         read_bytes("minio://mlpipeline/v2/artifacts/x")
 
 
-def test_the_store_is_read_from_the_cluster_as_the_launcher_reads_it(emulated_cluster, monkeypatch):
+def test_the_store_is_read_from_the_cluster_as_the_launcher_reads_it(kube_cluster, cluster_namespace):
+    """In a pod of the real cluster, as `pipeline-runner` with the shipped Role naming the store's Secret."""
     from kubernetes import client, config
+
+    from mlworkloads.rbac import rbac_manifests
 
     api = client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
     providers = (
@@ -172,15 +175,19 @@ def test_the_store_is_read_from_the_cluster_as_the_launcher_reads_it(emulated_cl
         "    credentials:\n      secretRef: {secretName: store-keys, accessKeyKey: id, secretKeyKey: key}\n"
     )
     api.create_namespaced_config_map(
-        "default", {"metadata": {"name": "kfp-launcher"}, "data": {"providers": providers}}
+        cluster_namespace, {"metadata": {"name": "kfp-launcher"}, "data": {"providers": providers}}
     )
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in {"id": "abc", "key": "xyz"}.items()}
-    api.create_namespaced_secret("default", {"metadata": {"name": "store-keys"}, "data": encoded})
-    monkeypatch.delenv(artifact_store.STORE_ENV, raising=False)
-    store = artifact_store.current()
-    assert (store.endpoint_url, store.secret_name, store.access_key, store.secret_key) == (
-        "http://127.0.0.1:9999",
-        "store-keys",
-        "abc",
-        "xyz",
+    api.create_namespaced_secret(cluster_namespace, {"metadata": {"name": "store-keys"}, "data": encoded})
+    kube_cluster.kubectl("-n", cluster_namespace, "create", "serviceaccount", "pipeline-runner")
+    roles = rbac_manifests(cluster_namespace, "pipeline-runner", cluster_namespace, artifact_secret="store-keys")
+    kube_cluster.kubectl("apply", "-f", "-", input=roles)
+    code = (
+        "from mlworkloads import artifact_store; s = artifact_store.current(); "
+        "print('store:', s.endpoint_url, s.secret_name, s.access_key, s.secret_key)"
     )
+    phase, log = kube_cluster.run_pod(
+        cluster_namespace, "read-store", ["python", "-c", code], service_account="pipeline-runner", timeout=120
+    )
+    assert phase == "Succeeded", log
+    assert "store: http://127.0.0.1:9999 store-keys abc xyz" in log.splitlines()

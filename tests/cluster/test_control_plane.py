@@ -89,9 +89,7 @@ def test_a_pod_reads_its_service_account_token_and_the_host_gets_no_new_paths(ku
         },
     }
     kube_cluster.kubectl("create", "-f", "-", input=json.dumps(pod))
-    kube_cluster.kubectl(
-        "-n", cluster_namespace, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/whoami", "--timeout=60s"
-    )
+    kube_cluster.wait_for(cluster_namespace, "pod/whoami", "jsonpath={.status.phase}=Succeeded")
     assert kube_cluster.kubectl("-n", cluster_namespace, "logs", "whoami").stdout == cluster_namespace
     assert os.path.exists("/var/run/secrets") == host_had_secrets
 
@@ -115,9 +113,7 @@ def test_a_pod_asking_for_a_gpu_the_node_lacks_stays_pending_with_the_schedulers
         },
     }
     kube_cluster.kubectl("create", "-f", "-", input=json.dumps(pod))
-    kube_cluster.kubectl(
-        "-n", cluster_namespace, "wait", "--for=condition=PodScheduled=False", "pod/wants-gpu", "--timeout=60s"
-    )
+    kube_cluster.wait_for(cluster_namespace, "pod/wants-gpu", "condition=PodScheduled=False")
     scheduled = kube_cluster.kubectl("-n", cluster_namespace, "get", "pod/wants-gpu", "-o", "json").stdout
     status = json.loads(scheduled)["status"]
     assert status["phase"] == "Pending"

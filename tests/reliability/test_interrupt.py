@@ -5,10 +5,10 @@ import pathlib
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
+from support.waiting import wait_until
 
 
 def _trainer_processes(root_pid):
@@ -67,20 +67,17 @@ def test_ctrl_c_during_training_stops_all_children_and_leaves_no_partial_files(t
         str(tmp_path),
     ]
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    seen = []
-    while time.monotonic() < deadline and len(seen) < 3:  # torchrun's agent and its 2 workers
-        seen = _trainer_processes(run.pid)
-        time.sleep(0.2)
-    assert len(seen) >= 3, "training never started"
+    state = lambda: f"run exit code {run.poll()}, trainer processes {_trainer_processes(run.pid)}"  # noqa: E731
+    wait_until(
+        lambda: len(_trainer_processes(run.pid)) >= 3, what="torchrun's agent and its 2 workers to start",
+        timeout=180, state=state,
+    )  # fmt: skip
 
     # Past start-up and mid-training: the first epoch's checkpoint is on disk, the run goes on for 200.
     def checkpointed():
         return list(pathlib.Path(tmp_path).rglob("training-work/checkpoints/latest.json"))
 
-    while time.monotonic() < deadline and not checkpointed():
-        time.sleep(0.2)
-    assert checkpointed(), "no checkpoint was ever written"
+    wait_until(checkpointed, what="the first epoch's checkpoint", timeout=120, state=state)
     everything = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
     os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground group
     assert run.wait(timeout=10) == 130  # within 10 s, however loaded the machine
@@ -96,6 +93,8 @@ def test_ctrl_c_during_training_stops_all_children_and_leaves_no_partial_files(t
 STUBBORN_RUN = """
 import sys
 from kfp import dsl
+from support.waiting import wait_until
+
 from mlworkloads.local_run import run_locally
 
 @dsl.component
@@ -130,15 +129,16 @@ def test_ctrl_c_ends_a_local_run_within_10_s_even_when_a_step_ignores_it(tmp_pat
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def started() -> bool:
         logs = list((tmp_path / "runs").glob("*/run.log"))
-        if logs and "stubborn step ready" in logs[0].read_text():
-            break
-        time.sleep(0.2)
-    else:
+        return bool(logs) and "stubborn step ready" in logs[0].read_text()
+
+    try:
+        wait_until(started, what="the stubborn step to start", timeout=120, state=lambda: f"run exit code {run.poll()}")
+    except TimeoutError:
         run.kill()
-        pytest.fail("the step never started")
+        raise
     everything = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
     os.killpg(run.pid, signal.SIGINT)
     assert run.wait(timeout=10) == 130

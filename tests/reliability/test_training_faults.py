@@ -4,11 +4,11 @@ import json
 import os
 import signal
 import threading
-import time
 
 import psutil
 import pytest
 import torch
+from support.waiting import wait_until
 
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.local import TrainingFailed, run_torchrun
@@ -29,9 +29,7 @@ def _config(features, out):
 def _kill_one_worker_after_first_checkpoint(config):
     """SIGKILLs rank 1's process once a checkpoint exists; returns the epoch it was killed after."""
     pointer = os.path.join(config.checkpoint_uri, "latest.json")
-    deadline = time.monotonic() + 120
-    while not os.path.exists(pointer) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: os.path.exists(pointer), what=f"the first checkpoint {pointer}", timeout=120, interval=0.02)
     # torchrun's workers are this test's descendants running the trainer module; rank 1 dies.
     workers = []
     for process in psutil.Process().children(recursive=True):

@@ -1,4 +1,16 @@
-"""The deployer through the real KServeClient, against the EMULATED cluster's KServe controller."""
+"""The deployer as the pipeline runs it: in a pod of the REAL test cluster, against KServe's controller.
+
+The deploy step (`deploy_step`, what the `deploy_inferenceservice` component calls) runs in a pod
+as ServiceAccount `pipeline-runner` holding exactly the shipped Role (`mlworkloads rbac`), so the
+API server's RBAC, KServe's webhooks and its controller judge every call. KServe creates the
+predictor's Deployment and Service; its pod mutator injects the storage initializer, which runs
+KServe's own entrypoint script; the pod runner runs the pods (support/cluster/pod_runner.py).
+
+Standard mode only: Knative cannot run here, so Knative-mode services are judged by the API server
+and KServe's webhooks alone (tests/cluster/test_kserve_admission.py); its traffic split is not exercised.
+"""
+
+from __future__ import annotations
 
 import pathlib
 
@@ -7,11 +19,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from support import rbac
+from support.cluster.deployer import RUNNER, expected_predictions
 
 from mlworkloads.images import PREDICTOR_IMAGE
 from mlworkloads.serving import deploy, gate
-from mlworkloads.serving.inferenceservice import ServiceSettings, predictor_name
-from mlworkloads.training.evaluation import evaluate
+from mlworkloads.serving.inferenceservice import ServiceSettings, build, predictor_name
 from mlworkloads.training.export import load
 
 
@@ -20,201 +32,163 @@ def held_out_rows(sample_features):
     return pq.read_table(sample_features["test_raw"]).slice(0, 200)
 
 
-def _expected(model_dir, rows):
-    return evaluate(load(model_dir), rows).predictions
-
-
-def _deploy(model_dir, rows, expected=None, mode="Knative", timeout=60, name="flights", **settings):
-    model = load(model_dir)
-    service = ServiceSettings(
-        name=name,
-        image=PREDICTOR_IMAGE,
-        model_uri=model_dir,
-        namespace="default",
-        deployment_mode=mode,
-        canary_traffic_percent=20,
-        **settings,
-    )
-    lines = []
-    outcome = deploy.deploy_kserve(
-        service,
-        rows,
-        expected if expected is not None else _expected(model_dir, rows),
-        model.preprocessor.feature_columns,
-        model.preprocessor.classes,
-        ready_timeout=timeout,
-        poll_interval=1,
-        echo=lines.append,
-    )
-    return outcome, lines
-
-
-def _served_probabilities(url, model_dir, rows, n=8):
+def served_probabilities(endpoint: httpx.Client, model_dir, rows, n=8):
     columns = load(model_dir).preprocessor.feature_columns
     instances = [{c: rows[c][i].as_py() for c in columns} for i in range(n)]
-    response = httpx.post(f"{url}/v1/models/flights:predict", json={"instances": instances}, timeout=30)
+    response = endpoint.post("/v1/models/flights:predict", json={"instances": instances})
     response.raise_for_status()
     return np.array([[p["probabilities"]["False"], p["probabilities"]["True"]] for p in response.json()["predictions"]])
 
 
-def _service_url(cluster):
-    (service,) = cluster.jobs("inferenceservices")
-    return service["status"]["url"]
+def assert_serves(endpoint: httpx.Client, model_dir, rows):
+    served = served_probabilities(endpoint, model_dir, rows)
+    np.testing.assert_allclose(served, load(model_dir).predict_columns(rows.slice(0, 8)), atol=1e-6)
+
+
+def storage_uri(service: dict) -> str:
+    env = service["spec"]["predictor"]["containers"][0]["env"]
+    return next(e["value"] for e in env if e["name"] == "STORAGE_URI")
 
 
 @pytest.mark.e2e
-def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, held_out_rows, emulated_cluster):
-    outcome, lines = _deploy(sample_model, held_out_rows, image_pull_secrets=["registry-creds"])
-    assert any("Ready with 100% of traffic" in line for line in lines)
-    (stored,) = emulated_cluster.jobs("inferenceservices")
+def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, held_out_rows, deployer):
+    done = deployer.deploy(sample_model, held_out_rows, image_pull_secrets=["registry-creds"])
+    assert done.phase == "Succeeded", done.log
+    assert "Ready with 100% of traffic" in done.log
+    stored = deployer.service()
     assert stored["spec"]["predictor"]["imagePullSecrets"] == [{"name": "registry-creds"}]
-    assert stored["apiVersion"] == "serving.kserve.io/v1beta1"
-    assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
-    container = stored["spec"]["predictor"]["containers"][0]
-    assert {"name": "STORAGE_URI", "value": sample_model} in container["env"]
-    served = _served_probabilities(outcome["url"], sample_model, held_out_rows)
-    np.testing.assert_allclose(served, load(sample_model).predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
+    assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert storage_uri(stored) == sample_model
+    assert done.status["conditions"] and done.manifest["kind"] == "InferenceService"
+    # KServe's pod mutator put its storage initializer before the predictor, and it ran.
+    (pod,) = [
+        p for p in deployer.cluster.objects("pods", deployer.namespace) if p["metadata"]["name"].startswith("flights-")
+    ]
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["storage-initializer"]
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert_serves(deployer.client(), sample_model, held_out_rows)
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("mode", ["Knative", "Standard"])
-def test_an_update_goes_out_as_a_canary_and_is_promoted(
-    sample_model, other_model, held_out_rows, emulated_cluster, mode
-):
-    _deploy(sample_model, held_out_rows, mode=mode)
-    outcome, lines = _deploy(other_model, held_out_rows, mode=mode)
-    assert any("with a 20% canary" in line for line in lines)
-    assert any("promoted the canary" in line for line in lines)
-    (stored,) = emulated_cluster.jobs("inferenceservices")
-    assert "canary" not in stored["spec"] and "canaryTrafficPercent" not in stored["spec"]["predictor"]
-    if mode == "Knative":
-        assert stored["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
-    else:  # the promoted canary took over the stable predictor's name, and with it all traffic
-        assert stored["spec"]["predictor"]["name"] == predictor_name(other_model)
-        assert "canaryStatuses" not in stored["status"]
-    served = _served_probabilities(_service_url(emulated_cluster), other_model, held_out_rows)
-    np.testing.assert_allclose(served, load(other_model).predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
+def test_an_update_goes_out_as_a_canary_and_is_promoted(sample_model, other_model, held_out_rows, deployer):
+    assert deployer.deploy(sample_model, held_out_rows).phase == "Succeeded"
+    done = deployer.deploy(other_model, held_out_rows)
+    assert done.phase == "Succeeded", done.log
+    assert "with a 20% canary" in done.log and "promoted the canary" in done.log
+    stored = deployer.service()
+    assert "canary" not in stored["spec"] and "canaryStatuses" not in stored["status"]
+    # The promoted canary took over the stable predictor's name, and with it all traffic.
+    assert stored["spec"]["predictor"]["name"] == predictor_name(other_model)
+    assert storage_uri(stored) == other_model
+    assert_serves(deployer.client(), other_model, held_out_rows)
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("mode", ["Knative", "Standard"])
 def test_a_canary_that_fails_its_smoke_test_is_rolled_back_and_the_old_model_answers(
-    sample_model, other_model, held_out_rows, emulated_cluster, mode
+    sample_model, other_model, held_out_rows, deployer
 ):
-    _deploy(sample_model, held_out_rows, mode=mode)
-    wrong_expectations = _expected(sample_model, held_out_rows)  # what the other model will not return
-    with pytest.raises(deploy.DeployFailed) as err:
-        _deploy(other_model, held_out_rows, expected=wrong_expectations, mode=mode)
-    assert "rolled back" in str(err.value) and "predictions differ from the offline ones" in str(err.value)
-    (stored,) = emulated_cluster.jobs("inferenceservices")
-    assert {"name": "STORAGE_URI", "value": sample_model} in stored["spec"]["predictor"]["containers"][0]["env"]
-    assert "canary" not in stored["spec"]
-    served = _served_probabilities(_service_url(emulated_cluster), sample_model, held_out_rows)
-    np.testing.assert_allclose(served, load(sample_model).predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
+    assert deployer.deploy(sample_model, held_out_rows).phase == "Succeeded"
+    wrong = expected_predictions(sample_model, held_out_rows)  # what the other model will not return
+    done = deployer.deploy(other_model, held_out_rows, expected=wrong)
+    assert done.phase == "Failed"
+    assert "rolled back" in done.log and "predictions differ from the offline ones" in done.log
+    stored = deployer.service()
+    assert storage_uri(stored) == sample_model and "canary" not in stored["spec"]
+    assert_serves(deployer.client(), sample_model, held_out_rows)
 
 
 @pytest.mark.e2e
 def test_a_canary_that_never_becomes_ready_times_out_and_is_rolled_back(
-    sample_model, held_out_rows, emulated_cluster, tmp_path
+    sample_model, held_out_rows, deployer, tmp_path
 ):
-    _deploy(sample_model, held_out_rows)
+    assert deployer.deploy(sample_model, held_out_rows).phase == "Succeeded"
     broken = tmp_path / "broken-model"
     broken.mkdir()
-    (broken / "model.json").write_text("{}")
-    model = load(sample_model)
-    service = ServiceSettings(name="flights", image=PREDICTOR_IMAGE, model_uri=str(broken), namespace="default")
-    with pytest.raises(deploy.DeployFailed) as err:
-        deploy.deploy_kserve(
-            service,
-            held_out_rows,
-            _expected(sample_model, held_out_rows),
-            model.preprocessor.feature_columns,
-            model.preprocessor.classes,
-            ready_timeout=8,
-            poll_interval=1,
-            echo=lambda _: None,
-        )
-    assert "was not Ready within 8 s" in str(err.value) and "rolled back" in str(err.value)
-    served = _served_probabilities(_service_url(emulated_cluster), sample_model, held_out_rows)
-    np.testing.assert_allclose(served, model.predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
+    (broken / "model.json").write_text("{}")  # the predictor cannot load it, so it never gets Ready
+    done = deployer.deploy(
+        sample_model, held_out_rows, expected_predictions(sample_model, held_out_rows), model_uri=str(broken),
+        ready_timeout=20,
+    )  # fmt: skip
+    assert done.phase == "Failed"
+    assert "was not Ready within 20 s" in done.log and "rolled back" in done.log
+    assert storage_uri(deployer.service()) == sample_model
+    assert_serves(deployer.client(), sample_model, held_out_rows)
 
 
 @pytest.mark.e2e
-def test_a_new_service_that_fails_is_deleted(sample_model, other_model, held_out_rows, emulated_cluster):
-    with pytest.raises(deploy.DeployFailed, match="was deleted"):
-        _deploy(other_model, held_out_rows, expected=_expected(sample_model, held_out_rows))
-    assert emulated_cluster.jobs("inferenceservices") == []
+def test_a_new_service_that_fails_is_deleted(sample_model, other_model, held_out_rows, deployer):
+    done = deployer.deploy(other_model, held_out_rows, expected=expected_predictions(sample_model, held_out_rows))
+    assert done.phase == "Failed" and "was deleted" in done.log
+    assert deployer.cluster.objects("inferenceservices", deployer.namespace) == []
 
 
-def test_a_forbidden_create_says_which_permission_is_missing(sample_model, held_out_rows, emulated_cluster):
-    emulated_cluster.deny.add(("create", "inferenceservices.serving.kserve.io"))
-    with pytest.raises(PermissionError, match="may not create inferenceservices.serving.kserve.io"):
-        _deploy(sample_model, held_out_rows)
+def test_a_forbidden_create_says_which_permission_is_missing(
+    sample_model, held_out_rows, kube_cluster, cluster_namespace, tmp_path, monkeypatch
+):
+    """Without the Role, the real API server refuses; the error names the verb and the resource."""
+    kubeconfig = kube_cluster.service_account_kubeconfig(cluster_namespace, RUNNER, tmp_path / "runner.kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    model = load(sample_model)
+    service = ServiceSettings(
+        name="flights", image=PREDICTOR_IMAGE, model_uri=sample_model, namespace=cluster_namespace
+    )
+    with pytest.raises(PermissionError, match="may not (get|create) inferenceservices.serving.kserve.io"):
+        deploy.deploy_kserve(
+            service, held_out_rows, expected_predictions(sample_model, held_out_rows),
+            model.preprocessor.feature_columns, model.preprocessor.classes, echo=lambda _: None,
+        )  # fmt: skip
 
 
-def test_the_live_services_model_is_found_for_the_champion_comparison(sample_model, emulated_cluster):
+def test_the_live_services_model_is_found_for_the_champion_comparison(kube_cluster, cluster_namespace):
     from kserve import KServeClient
 
-    from mlworkloads.serving.inferenceservice import build
-
-    manifest = build(ServiceSettings(name="champ", image=PREDICTOR_IMAGE, model_uri="s3://m/v1"), "default")
-    client = KServeClient(config_file=str(pathlib.Path(emulated_cluster.workdir).parent / "kubeconfig"))
-    client.create(manifest, namespace="default")
-    assert gate.live_model_uri("champ", "default", kserve=client) == "s3://m/v1"
+    manifest = build(ServiceSettings(name="champ", image=PREDICTOR_IMAGE, model_uri="s3://m/v1"), cluster_namespace)
+    client = KServeClient(config_file=str(kube_cluster.kubeconfig))
+    client.create(manifest, namespace=cluster_namespace)
+    assert gate.live_model_uri("champ", cluster_namespace, kserve=client) == "s3://m/v1"
 
 
 @pytest.mark.e2e
 def test_every_api_call_the_deployer_makes_is_granted_by_the_shipped_role(
-    sample_model, other_model, held_out_rows, emulated_cluster
+    sample_model, other_model, held_out_rows, deployer
 ):
-    for mode, name in (("Knative", "flights"), ("Standard", "flights-std")):
-        _deploy(sample_model, held_out_rows, mode=mode, name=name)
-        _deploy(other_model, held_out_rows, mode=mode, name=name)  # canary + promote
-        with pytest.raises(deploy.DeployFailed):  # canary + rollback
-            _deploy(sample_model, held_out_rows, expected=_expected(other_model, held_out_rows), mode=mode, name=name)
+    assert deployer.deploy(sample_model, held_out_rows).phase == "Succeeded"
+    assert deployer.deploy(other_model, held_out_rows).phase == "Succeeded"  # canary + promote
+    wrong = expected_predictions(other_model, held_out_rows)
+    assert deployer.deploy(sample_model, held_out_rows, expected=wrong).phase == "Failed"  # canary + rollback
     granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
-    used = set(emulated_cluster.calls)
+    used = set(deployer.calls())
     assert used <= granted, f"not granted: {used - granted}"
-    # delete: a failed first deploy; get pods: only when run_id was left as KFP's placeholder; the
-    # rest only for a model in KFP's artifact store (the storage-initializer test covers those).
+    # delete: a failed first deploy; get pods: only when run_id was left as KFP's placeholder;
+    # patch: a Knative-mode rollback (Knative cannot run here); the rest only for a model in KFP's
+    # artifact store (the storage-initializer test covers those).
     conditional = {("delete", "inferenceservices.serving.kserve.io"), ("get", "pods")}
+    conditional |= {("patch", "inferenceservices.serving.kserve.io")}
     conditional |= {("get", "configmaps"), ("get", "secrets"), ("create", "secrets"), ("update", "secrets")}
     assert granted - used <= conditional, granted - used
 
 
 @pytest.mark.e2e
 def test_the_predictor_reads_a_model_in_kfps_artifact_store_through_kserves_storage_initializer(
-    sample_model, held_out_rows, emulated_cluster, secured_s3, monkeypatch
+    sample_model, held_out_rows, deployer, secured_s3
 ):
     """A model at `s3://mlpipeline/...` in a store that enforces credentials on no default
-    endpoint: the deployer hands KServe's storage initializer (the real `kserve-storage` code, run
-    as the init container) the store's endpoint and keys through the Secret named by
-    `serving.kserve.io/storageSecretName`. Before, it got neither and never became Ready."""
+    endpoint: the deployer hands KServe's storage initializer the store's endpoint and keys
+    through the Secret named by `serving.kserve.io/storageSecretName`, and KServe's credential
+    builder gives them to the init container."""
     from support import kfp_store
 
-    from mlworkloads import artifact_store
-
-    monkeypatch.delenv(artifact_store.STORE_ENV, raising=False)
-    kfp_store.install_launcher_config(secured_s3)
-    emulated_cluster.calls.clear()  # from here on, only the deployer's calls
+    kfp_store.install_launcher_config(secured_s3, namespace=deployer.namespace)
     key = kfp_store.upload(secured_s3, sample_model, "v2/artifacts/training-pipeline/run-7/train-pytorchjob/model")
-    model = load(sample_model)
-    service = ServiceSettings(
-        name="flights", image=PREDICTOR_IMAGE, model_uri=f"s3://mlpipeline/{key}", namespace="default",
-        deployment_mode="Standard",
-    )  # fmt: skip
-    outcome = deploy.deploy_kserve(
-        service, held_out_rows, _expected(sample_model, held_out_rows), model.preprocessor.feature_columns,
-        model.preprocessor.classes, ready_timeout=90, poll_interval=1, echo=lambda _: None,
-    )  # fmt: skip
-    assert outcome["manifest"]["metadata"]["annotations"]["serving.kserve.io/storageSecretName"] == (
-        "mlworkloads-artifact-store"
+    done = deployer.deploy(sample_model, held_out_rows, model_uri=f"s3://mlpipeline/{key}")
+    assert done.phase == "Succeeded", done.log
+    assert (
+        done.manifest["metadata"]["annotations"]["serving.kserve.io/storageSecretName"] == "mlworkloads-artifact-store"
     )
-    secret = kfp_store.core_api().read_namespaced_secret("mlworkloads-artifact-store", "default")
+    secret = kfp_store.core_api().read_namespaced_secret("mlworkloads-artifact-store", deployer.namespace)
     assert secret.metadata.annotations["serving.kserve.io/s3-endpoint"] == secured_s3["endpoint"]
     assert set(secret.data) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    served = _served_probabilities(_service_url(emulated_cluster), sample_model, held_out_rows)
-    np.testing.assert_allclose(served, model.predict_columns(held_out_rows.slice(0, 8)), atol=1e-6)
+    assert_serves(deployer.client(), sample_model, held_out_rows)
     granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
-    assert {("get", "configmaps"), ("get", "secrets"), ("create", "secrets")} <= set(emulated_cluster.calls)
-    assert set(emulated_cluster.calls) <= granted
+    assert {("get", "configmaps"), ("get", "secrets"), ("create", "secrets")} <= set(deployer.calls())
+    assert set(deployer.calls()) <= granted

@@ -1,1 +1,2 @@
-"""Test support code: emulated services on 127.0.0.1 that the official clients talk to."""
+"""Test support code: the real test cluster (`cluster/`), and the one emulated service left
+(`emulated_kfp.py`, the KFP API, until the KFP backend runs on the test cluster)."""

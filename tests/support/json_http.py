@@ -1,4 +1,4 @@
-"""The JSON-over-HTTP handler base the emulated servers share."""
+"""The JSON-over-HTTP handler base of the emulated KFP API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading a shipped Role into the (verb, resource) pairs it grants, as the emulated cluster counts calls."""
+"""Reading a shipped Role into the (verb, resource) pairs it grants, as the audit log names calls."""
 
 from __future__ import annotations
 

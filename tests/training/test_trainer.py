@@ -5,11 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 import torch
+from support.waiting import wait_until
 
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.local import TrainingFailed, kill_tree, run_torchrun, torchrun_command
@@ -69,9 +69,10 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_weights(sam
         start_new_session=True,
     )
     pointer = tmp_path / "killed-checkpoints" / "latest.json"
-    deadline = time.monotonic() + 120
-    while not pointer.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(
+        lambda: pointer.exists() or process.poll() is not None, what=f"the first checkpoint {pointer}",
+        timeout=120, interval=0.02, state=lambda: f"torchrun exit code {process.poll()}",
+    )  # fmt: skip
     # SIGKILL the agent and its workers, as a node failure would: nothing gets to clean up.
     workers = psutil.Process(process.pid).children(recursive=True)
     os.killpg(process.pid, signal.SIGKILL)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -72,12 +73,46 @@ class Built:
         return self.root / "src" / name
 
 
-def _go(*args: str, cwd: Path, env: dict | None = None) -> str:
+#: How long one ``go`` command may run before the build fails, with what it printed so far. The
+#: slowest cold step measured here is kubeplane's link of five Kubernetes programs (about 10 min
+#: on 2 cores, with its modules' compile); three times that is far past any honest build, and
+#: still well inside CI's 90 minutes, so a wedged build fails while there is time to read why.
+GO_COMMAND_LIMIT = 1800.0
+#: A line every so often while one ``go`` command runs, so a long cold build is seen to be alive.
+PROGRESS_EVERY = 120.0
+
+
+def _go(*args: str, cwd: Path, env: dict | None = None, limit: float = GO_COMMAND_LIMIT) -> str:
     merged = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", **(env or {})}
-    done = subprocess.run(["go", *args], cwd=cwd, env=merged, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"go {' '.join(args)} failed in {cwd}:\n{done.stderr[-4000:]}")
-    return done.stdout
+    command = f"go {' '.join(args)}"
+    # Its own session, so that running out of time stops the compilers and linker it started too.
+    process = subprocess.Popen(
+        ["go", *args], cwd=cwd, env=merged, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    while True:
+        try:
+            stdout, stderr = process.communicate(timeout=PROGRESS_EVERY)
+            break
+        except subprocess.TimeoutExpired:
+            elapsed = time.monotonic() - started
+            if elapsed < limit:
+                _stderr(f"  ... {command} still running ({elapsed / 60:.0f} min)")
+                continue
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise SystemExit(
+                f"{command} in {cwd} ran {elapsed / 60:.0f} min, past its {limit / 60:.0f} min bound; stopped. "
+                f"What it printed:\n{(stderr or '')[-4000:]}{(stdout or '')[-1000:]}"
+            ) from None
+    if process.returncode != 0:
+        raise SystemExit(f"{command} failed in {cwd}:\n{stderr[-4000:]}")
+    return stdout
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _download(module: str, version: str, cwd: Path) -> Path:
@@ -177,4 +212,4 @@ def build(log=print, only: tuple[str, ...] | None = None) -> Built:
 
 
 if __name__ == "__main__":
-    print(build(log=lambda line: print(line, file=sys.stderr, flush=True), only=tuple(sys.argv[1:]) or INSTALLED).root)
+    print(build(log=_stderr, only=tuple(sys.argv[1:]) or INSTALLED).root)

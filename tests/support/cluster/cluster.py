@@ -17,14 +17,18 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
+from mlworkloads.images import COMPONENT_IMAGE
 from support.cluster import certificates
 from support.cluster.build import INSTALLED, bind_shim, build
 from support.cluster.control_plane import ControlPlane, ControlPlaneError
+from support.cluster.ingress import IngressProxy
+from support.waiting import WaitTimeout, wait_until
 
 HERE = Path(__file__).resolve().parent
 NODE = "node-1"
@@ -44,6 +48,7 @@ class TestCluster:
         self.plane = ControlPlane(self.workdir, self.built)
         self.gpus, self.cpu, self.memory = gpus, cpu, memory
         self.runner: subprocess.Popen | None = None
+        self._ingress: IngressProxy | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -86,16 +91,19 @@ class TestCluster:
             start_new_session=True,
         )
         self.plane.processes.append(("pod-runner", self.runner))
-        self._wait_node_ready(time.monotonic() + 60)
+        self._wait_node_ready(60)
 
-    def _wait_node_ready(self, deadline: float) -> None:
+    def _wait_node_ready(self, timeout: float) -> None:
         jsonpath = '{.status.conditions[?(@.type=="Ready")].status}'
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             self.plane._check_alive()
-            if self.kubectl("get", f"node/{NODE}", "-o", f"jsonpath={jsonpath}", check=False).stdout == "True":
-                return
-            time.sleep(0.25)
-        raise ControlPlaneError(f"node {NODE} not Ready in time:\n{self.plane.log_tail('pod-runner')}")
+            return self.kubectl("get", f"node/{NODE}", "-o", f"jsonpath={jsonpath}", check=False).stdout == "True"
+
+        wait_until(
+            ready, what=f"node {NODE} to be Ready", timeout=timeout, interval=0.25,
+            state=lambda: self.plane.log_tail("pod-runner"),
+        )  # fmt: skip
 
     def install_training_operator(self) -> None:
         overlay = self.built.source("training_operator") / "manifests" / "overlays" / "standalone"
@@ -153,12 +161,57 @@ class TestCluster:
     def create_namespace(self, name: str) -> str:
         self.kubectl("create", "namespace", name)
         # Pods need the namespace's `default` service account, which a controller makes.
-        deadline = time.monotonic() + 30
-        while self.kubectl("-n", name, "get", "serviceaccount/default", check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(f"no default service account in namespace {name}")
-            time.sleep(0.2)
+        wait_until(
+            lambda: self.kubectl("-n", name, "get", "serviceaccount/default", check=False).returncode == 0,
+            what=f"the service-account controller to make `default` in namespace {name}",
+            timeout=30,
+            state=lambda: self.plane.log_tail("kube-controller-manager"),
+        )
         return name
+
+    def describe_pod(self, namespace: str, name: str, tail: int = 20) -> str:
+        """A pod as a person debugging a wait wants it: phase, conditions, container states, log tail."""
+        found = self.kubectl("-n", namespace, "get", "pod", name, "-o", "json", check=False)
+        if found.returncode != 0:
+            return f"pod {namespace}/{name}: {found.stderr.strip()}"
+        status = json.loads(found.stdout).get("status", {})
+        conditions = ", ".join(
+            f"{c['type']}={c['status']}" + (f" ({c.get('reason')}: {c.get('message', '')})" if c.get("reason") else "")
+            for c in status.get("conditions", [])
+        )
+        containers = "; ".join(
+            f"{c['name']}: {json.dumps(c.get('state', {}))}"
+            for c in status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
+        )
+        logs = self.kubectl("-n", namespace, "logs", name, "--all-containers", f"--tail={tail}", check=False)
+        return (
+            f"pod {namespace}/{name} phase {status.get('phase', '?')}; conditions: {conditions or 'none'}; "
+            f"containers: {containers or 'none'}; log tail:\n{(logs.stdout or logs.stderr).rstrip()}"
+        )
+
+    def describe(self, resource: str, namespace: str, name: str) -> str:
+        """An object's status conditions (or its status, if it has none), for a wait's error."""
+        found = self.kubectl("-n", namespace, "get", resource, name, "-o", "json", check=False)
+        if found.returncode != 0:
+            return f"{resource} {namespace}/{name}: {found.stderr.strip()}"
+        status = json.loads(found.stdout).get("status", {})
+        conditions = status.get("conditions")
+        if not conditions:
+            return f"{resource} {namespace}/{name} status: {json.dumps(status)[:2000]}"
+        return f"{resource} {namespace}/{name} conditions: " + "; ".join(
+            f"{c['type']}={c['status']} {c.get('reason', '')} {c.get('message', '')}".rstrip() for c in conditions
+        )
+
+    def wait_for(self, namespace: str, target: str, condition: str, timeout: float = 60) -> None:
+        """``kubectl wait --for=<condition> <target>``; on expiry, raises with the object's last state."""
+        done = self.kubectl(
+            "-n", namespace, "wait", f"--for={condition}", target, f"--timeout={timeout:g}s",
+            check=False, timeout=timeout + 30,
+        )  # fmt: skip
+        if done.returncode != 0:
+            kind, _, name = target.partition("/")
+            seen = self.describe_pod(namespace, name) if kind == "pod" else self.describe(kind, namespace, name)
+            raise WaitTimeout(f"{target} to be {condition}", timeout, seen)
 
     def objects(self, resource: str, namespace: str) -> list[dict]:
         """What the API server stores for ``resource`` in ``namespace``, as JSON."""
@@ -184,6 +237,50 @@ class TestCluster:
         path.write_text(yaml.safe_dump(config))
         return path
 
+    def run_pod(
+        self,
+        namespace: str,
+        name: str,
+        argv: list[str],
+        *,
+        service_account: str = "default",
+        image: str = COMPONENT_IMAGE,
+        timeout: float = 300,
+    ) -> tuple[str, str]:
+        """Runs ``argv`` in a pod of ``image`` as ``service_account``, as a pipeline step runs;
+        returns its final phase (Succeeded or Failed) and its log."""
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "serviceAccountName": service_account,
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": image, "command": argv[:1], "args": argv[1:]}],
+            },
+        }
+        self.kubectl("create", "-f", "-", input=json.dumps(pod))
+
+        def finished() -> str | None:
+            phase = self.kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}").stdout
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        phase = wait_until(
+            finished,
+            what=f"pod {namespace}/{name} to finish",
+            timeout=timeout,
+            interval=0.5,
+            state=lambda: self.describe_pod(namespace, name),
+        )
+        return phase, self.kubectl("-n", namespace, "logs", name).stdout
+
+    @property
+    def ingress(self) -> IngressProxy:
+        """The simulated ingress controller (support/cluster/ingress.py), started on first use."""
+        if self._ingress is None:
+            self._ingress = IngressProxy(str(self.kubeconfig)).start()
+        return self._ingress
+
     def api_calls(self, namespace: str, service_account: str) -> collections.Counter:
         """(verb, resource[.group]) -> count, for every request the service account made (audit log)."""
         user = f"system:serviceaccount:{namespace}:{service_account}"
@@ -208,6 +305,8 @@ class TestCluster:
         return self
 
     def stop(self) -> None:
+        if self._ingress is not None:
+            self._ingress.stop()
         self.plane.stop()
 
     def __enter__(self) -> TestCluster:
@@ -219,3 +318,25 @@ class TestCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main() -> None:
+    """`make cluster`: the tests' cluster for a person, up until Ctrl-C (which stops all it started)."""
+    import signal
+    import tempfile
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with tempfile.TemporaryDirectory(prefix="mlworkloads-cluster-") as workdir, TestCluster(workdir) as cluster:
+        print(f"cluster up in {cluster.startup_seconds:.0f} s: training operator, KServe (Standard mode)")
+        print(f"kubeconfig: {cluster.kubeconfig}", flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

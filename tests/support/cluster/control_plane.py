@@ -25,7 +25,6 @@ accounts. What differs from kubeadm, and why:
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
@@ -43,6 +42,7 @@ import yaml
 from mlworkloads.processes import stop_group
 from support.cluster import pki
 from support.cluster.build import Built, build
+from support.waiting import wait_until
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 API_SERVER_NAMES = (
@@ -272,37 +272,42 @@ class ControlPlane:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
-    def _wait_ready(self, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            self._check_alive()
-            with contextlib.suppress(OSError):
-                status, body = self.get("/readyz")
-                if status == 200:
-                    return
-                last = body
-            time.sleep(0.25)
-        raise ControlPlaneError(f"kube-apiserver not ready in {READY_TIMEOUT:.0f} s: {last[-2000:]}")
+    def _wait_ready(self, timeout: float) -> None:
+        last = {"readyz": "no answer yet"}
 
-    def _wait_default_service_account(self, deadline: float) -> None:
+        def ready() -> bool:
+            self._check_alive()
+            try:
+                status, last["readyz"] = self.get("/readyz")
+            except OSError as error:
+                last["readyz"] = str(error)
+                return False
+            return status == 200
+
+        wait_until(ready, what="kube-apiserver's /readyz", timeout=timeout, interval=0.25,
+                   state=lambda: last["readyz"][-2000:])  # fmt: skip
+
+    def _wait_default_service_account(self, timeout: float) -> None:
         # The controller-manager's service-account controller makes `default` in every namespace;
         # pods cannot be created in a namespace before it exists.
-        while time.monotonic() < deadline:
+        def made() -> bool:
             self._check_alive()
-            if self.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200:
-                return
-            time.sleep(0.25)
-        raise ControlPlaneError("the controller-manager made no `default` service account in time")
+            return self.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+
+        wait_until(
+            made, what="the controller-manager to make the `default` service account", timeout=timeout,
+            interval=0.25, state=lambda: self.log_tail("kube-controller-manager"),
+        )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._certificates()
-        deadline = time.monotonic() + READY_TIMEOUT
+        started = time.monotonic()
         self._start_apiserver(self._start_etcd())
-        self._wait_ready(deadline)
+        self._wait_ready(READY_TIMEOUT)
         self._start_controllers()
-        self._wait_default_service_account(deadline)
+        self._wait_default_service_account(max(10.0, READY_TIMEOUT - (time.monotonic() - started)))
         return self
 
     def kubectl(

@@ -51,12 +51,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from mlworkloads.images import ALL_IMAGES
 from mlworkloads.processes import stop_group
+from support.waiting import keep_watching
 
 log = logging.getLogger("pod-runner")
+
 
 HERE = Path(__file__).resolve().parent
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -86,8 +89,13 @@ class Image:
 
 
 def images(bin_dir: Path) -> dict[str, Image]:
-    """The image table: image name (no tag) -> how it runs. Our own images run this virtualenv."""
-    return {
+    """The image table: image name (no tag) -> how it runs. An image not in it fails to pull.
+
+    Our own images run this virtualenv (``python`` and ``torchrun`` are first on the pod's PATH).
+    """
+    kserve_source = bin_dir.parent / "src" / "kserve"
+    own = {image_name(image): Image({}) for image in ALL_IMAGES.values()}
+    return own | {
         "ghcr.io/kubeflow/training-v1/training-operator": Image(
             {"/manager": str(bin_dir / "training_operator")},
             (
@@ -111,6 +119,12 @@ def images(bin_dir: Path) -> dict[str, Image]:
             {},
             ("--secure-listen-address={pod_ip}:8443", "--upstream=http://{pod_ip}:8080/"),
             command=(str(bin_dir / "kube_rbac_proxy"),),
+        ),
+        # KServe's storage initializer: the image's own entrypoint script from the KServe module,
+        # run by this virtualenv's python with the kserve-storage package it imports.
+        "kserve/storage-initializer": Image(
+            {},
+            command=(sys.executable, str(kserve_source / "python/storage-initializer/scripts/initializer-entrypoint")),
         ),
         # The PyTorchJob init container waits for the master's DNS name with busybox's nslookup;
         # here names are in /etc/hosts, so `nslookup` is a getent shim (shims/nslookup).
@@ -557,6 +571,8 @@ class RunningPod:
         self._prepare_volumes()
         self.runner.refresh_hosts()
         self.report("Pending")
+        if self._pull_failed():
+            return
         policy = spec.restart_policy or "Always"
         for container in spec.init_containers or []:
             while True:
@@ -583,6 +599,32 @@ class RunningPod:
         self.report("Running")
         threading.Thread(target=self._probe_loop, daemon=True).start()
         self._supervise(policy)
+
+    def _pull_failed(self) -> bool:
+        """An image the table does not know stays unpulled, as a registry without it leaves a pod:
+        Pending, the container waiting in ErrImagePull then ImagePullBackOff, until it is deleted."""
+        spec = self.pod.spec
+        missing = [
+            c for c in (spec.init_containers or []) + spec.containers if image_name(c.image) not in self.runner.images
+        ]
+        if not missing:
+            return False
+        for reason in ("ErrImagePull", "ImagePullBackOff"):
+            for container in missing:
+                message = (
+                    f'Back-off pulling image "{container.image}"'
+                    if reason == "ImagePullBackOff"
+                    else (f'Failed to pull image "{container.image}": not found')
+                )
+                statuses = self.init_statuses if container in (spec.init_containers or []) else self.statuses
+                statuses[container.name] = self._container_status(
+                    container, {"waiting": {"reason": reason, "message": message}}
+                )
+            self.report("Pending")
+            if self.stopping.wait(2.0):
+                break
+        self.stopping.wait()
+        return True
 
     def _launch(self, container: client.V1Container) -> None:
         started = now()
@@ -963,29 +1005,31 @@ class PodRunner:
     def _heartbeats(self) -> None:
         while True:
             time.sleep(HEARTBEAT_SECONDS)
-            with contextlib.suppress(Exception):
+            try:
                 self.heartbeat()
+            except Exception:  # the next beat tries again; a node that misses many goes NotReady
+                log.exception("node heartbeat failed")
 
     def _watch_services(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                for _ in watch.Watch().stream(self.core.list_service_for_all_namespaces, timeout_seconds=300):
-                    self.refresh_hosts()
+        keep_watching("service", self.core.list_service_for_all_namespaces, lambda _: self.refresh_hosts())
 
     def _watch_secrets(self) -> None:
         # The kubelet rewrites a mounted Secret when it changes (a webhook's rotated certificate
         # reaches the server that way); this does the same on each change, not once a minute.
-        while True:
-            with contextlib.suppress(Exception):
-                for event in watch.Watch().stream(self.core.list_secret_for_all_namespaces, timeout_seconds=300):
-                    secret = event["object"]
-                    for running in list(self.pods.values()):
-                        if running.pod.metadata.namespace != secret.metadata.namespace:
-                            continue
-                        for volume in running.pod.spec.volumes or []:
-                            if volume.secret is not None and volume.secret.secret_name == secret.metadata.name:
-                                with contextlib.suppress(Exception):
-                                    running.world.volumes[volume.name] = running.world._volume(volume)
+        def on_secret(event) -> None:
+            secret = event["object"]
+            for running in list(self.pods.values()):
+                if running.pod.metadata.namespace != secret.metadata.namespace:
+                    continue
+                for volume in running.pod.spec.volumes or []:
+                    if volume.secret is not None and volume.secret.secret_name == secret.metadata.name:
+                        try:
+                            running.world.volumes[volume.name] = running.world._volume(volume)
+                        except Exception:
+                            log.exception("secret %s: volume %s of pod %s not rewritten", secret.metadata.name,
+                                          volume.name, running.key)  # fmt: skip
+
+        keep_watching("secret", self.core.list_secret_for_all_namespaces, on_secret)
 
     # pods --------------------------------------------------------------------------------------
     def on_pod(self, kind: str, pod: client.V1Pod) -> None:
@@ -1027,16 +1071,12 @@ class PodRunner:
         threading.Thread(target=self._watch_services, daemon=True).start()
         threading.Thread(target=self._watch_secrets, daemon=True).start()
         print(f"pod runner: node {self.node} ready, kubelet port {self.kubelet_port}", flush=True)
-        selector = f"spec.nodeName={self.node}"
-        while True:
-            try:
-                for event in watch.Watch().stream(
-                    self.core.list_pod_for_all_namespaces, field_selector=selector, timeout_seconds=300
-                ):
-                    self.on_pod(event["type"], event["object"])
-            except Exception:
-                log.exception("pod watch broke; watching again")
-                time.sleep(1)
+        keep_watching(
+            "pod",
+            self.core.list_pod_for_all_namespaces,
+            lambda event: self.on_pod(event["type"], event["object"]),
+            field_selector=f"spec.nodeName={self.node}",
+        )
 
     def shutdown(self, *_) -> None:
         for running in list(self.pods.values()):
