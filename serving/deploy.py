@@ -281,10 +281,15 @@ def deploy_kserve(
     promoted_service = _call(
         lambda: client.replace(settings.name, typed(final), namespace=namespace), "update", namespace
     )
-    service = _wait(
-        client, settings, namespace, promoted_service["metadata"].get("generation"),
-        final["spec"]["predictor"].get("name"), ready_timeout, poll_interval,
-    )  # fmt: skip
+    if settings.deployment_mode == "Knative":
+        service = _wait(
+            client, settings, namespace, promoted_service["metadata"].get("generation"), None, ready_timeout,
+            poll_interval,
+        )  # fmt: skip
+    else:
+        service = _wait_rollout(
+            client, settings, namespace, final["spec"]["predictor"]["name"], ready_timeout, poll_interval
+        )
     echo(f"promoted the canary of {namespace}/{settings.name} to 100% of traffic")
     return {"manifest": final, "status": service["status"], "url": service["status"].get("url")}
 
@@ -356,6 +361,48 @@ def _wait_standard(client, name: str, namespace: str, predictor: str, timeout: i
         return _ready(service) and address.split("://")[-1].startswith(service_host)
 
     return _poll(client, name, namespace, serving, f"the predictor {predictor!r}", timeout, poll_interval)
+
+
+def _wait_rollout(client, settings: ServiceSettings, namespace: str, predictor: str, timeout: int, interval: int):
+    """Waits until the stable predictor's Deployment has rolled out to the promoted model, as
+    `kubectl rollout status` does: the new template observed, every replica updated and
+    available, no old one left; then for the service to be Ready."""
+    from kubernetes import client as k8s
+
+    apps = k8s.AppsV1Api(client.api_instance.api_client)
+    name = predictor_service(settings.name, predictor)
+    deadline = time.monotonic() + timeout
+    seen = "not found"
+    while True:
+        try:
+            deployment = apps.read_namespaced_deployment(name, namespace)
+        except Exception as err:  # noqa: BLE001 - ApiException or a connection error
+            hint = forbidden(err, "get", "deployments.apps", namespace, RBAC_HINT.format(ns=namespace))
+            if hint:
+                raise hint from err
+            if api_status(err) != 404:
+                raise
+        else:
+            env = {e.name: e.value for c in deployment.spec.template.spec.containers for e in c.env or []}
+            status, wanted = deployment.status, deployment.spec.replicas or 0
+            seen = (
+                f"STORAGE_URI {env.get('STORAGE_URI')}, generation {deployment.metadata.generation} observed "
+                f"{status.observed_generation}, {status.updated_replicas or 0}/{wanted} updated, "
+                f"{status.available_replicas or 0} available, {status.replicas or 0} in all"
+            )
+            counts = {status.updated_replicas or 0, status.available_replicas or 0, status.replicas or 0, wanted}
+            if (
+                env.get("STORAGE_URI") == settings.model_uri
+                and (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+                and counts == {wanted}
+            ):
+                return _poll(client, settings.name, namespace, _ready, "the promoted model", timeout, interval)
+        if time.monotonic() >= deadline:
+            raise DeployFailed(
+                f"the promoted model of InferenceService {namespace}/{settings.name} did not roll out to "
+                f"Deployment {name} within {timeout} s: {seen}"
+            )
+        time.sleep(interval)
 
 
 def _get_or_none(client, name: str, namespace: str) -> dict[str, Any] | None:

@@ -282,13 +282,18 @@ def canary_predictor_name(service: dict[str, Any]) -> str:
 def promoted(live: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
     """The canary promoted to all traffic.
 
-    Standard mode: the stable predictor takes the canary's spec and name, so the canary's
-    Deployment carries on as the stable one without a restart, and the entry goes.
+    Standard mode: the stable predictor takes the canary's spec but keeps its own name, and the
+    entry goes. KServe then rolls the stable Deployment (new pods Ready before old ones go, behind
+    the same Service and Ingress) and deletes the canary's, which the Ingress never sent traffic
+    to. Taking the canary's name instead would spare a restart, but KServe v0.20 deletes the old
+    predictor's Service in the predictor's reconcile, before it moves the Ingress to the new one,
+    and requests fail in between (tests/reliability/test_deploy_availability.py saw it).
     """
     updated = copy.deepcopy(live)
     if settings.deployment_mode == "Knative":
         updated["spec"]["predictor"].pop("canaryTrafficPercent", None)
     else:
         (canary,) = updated["spec"].pop("canary")
-        updated["spec"]["predictor"] = {**updated["spec"]["predictor"], **canary["predictor"]}
+        stable = updated["spec"]["predictor"]
+        updated["spec"]["predictor"] = {**stable, **canary["predictor"], "name": stable["name"]}
     return updated

@@ -35,7 +35,8 @@ def test_a_polling_client_sees_no_failed_request_through_promotion_and_rollback(
         with deployer.client() as client:
             while not stop.is_set() and len(results) < POLL_LIMIT:
                 try:
-                    results.append(client.post("/v1/models/flights:predict", json=body).status_code)
+                    response = client.post("/v1/models/flights:predict", json=body)
+                    results.append(200 if response.status_code == 200 else f"{response.status_code} {response.text}")
                 except httpx.HTTPError as err:
                     results.append(repr(err))
                 time.sleep(0.01)

@@ -93,8 +93,6 @@ def test_ctrl_c_during_training_stops_all_children_and_leaves_no_partial_files(t
 STUBBORN_RUN = """
 import sys
 from kfp import dsl
-from support.waiting import wait_until
-
 from mlworkloads.local_run import run_locally
 
 @dsl.component
@@ -123,19 +121,22 @@ def test_ctrl_c_ends_a_local_run_within_10_s_even_when_a_step_ignores_it(tmp_pat
     whole run. Now everything the run started is stopped within the grace period."""
     script = tmp_path / "stubborn.py"
     script.write_text(STUBBORN_RUN)
-    run = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "runs")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    output = tmp_path / "stubborn.out"
+    with open(output, "wb") as out:
+        run = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "runs")], stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
 
     def started() -> bool:
         logs = list((tmp_path / "runs").glob("*/run.log"))
         return bool(logs) and "stubborn step ready" in logs[0].read_text()
 
+    def state() -> str:
+        return f"run exit code {run.poll()}, its output ends:\n{output.read_text(errors='replace')[-2000:]}"
+
     try:
-        wait_until(started, what="the stubborn step to start", timeout=120, state=lambda: f"run exit code {run.poll()}")
+        wait_until(started, what="the stubborn step to start", timeout=120, state=state)
     except TimeoutError:
         run.kill()
         raise

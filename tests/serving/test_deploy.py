@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from support import rbac
 from support.cluster.deployer import RUNNER, expected_predictions
+from support.waiting import wait_until
 
 from mlworkloads.images import PREDICTOR_IMAGE
 from mlworkloads.serving import deploy, gate
@@ -77,9 +78,13 @@ def test_an_update_goes_out_as_a_canary_and_is_promoted(sample_model, other_mode
     assert "with a 20% canary" in done.log and "promoted the canary" in done.log
     stored = deployer.service()
     assert "canary" not in stored["spec"] and "canaryStatuses" not in stored["status"]
-    # The promoted canary took over the stable predictor's name, and with it all traffic.
-    assert stored["spec"]["predictor"]["name"] == predictor_name(other_model)
+    # The stable predictor kept its name (its Service and the Ingress with it) and rolled out
+    # the canary's model; the canary's own Deployment is gone.
+    assert stored["spec"]["predictor"]["name"] == predictor_name(sample_model)
     assert storage_uri(stored) == other_model
+    stable = [f"flights-{predictor_name(sample_model)}-predictor"]
+    deployments = lambda: [d["metadata"]["name"] for d in deployer.cluster.objects("deployments", deployer.namespace)]  # noqa: E731
+    wait_until(lambda: deployments() == stable, what=f"only {stable} to be left", timeout=30, state=deployments)
     assert_serves(deployer.client(), other_model, held_out_rows)
 
 

@@ -54,12 +54,14 @@ def test_a_standard_mode_update_puts_one_named_fixed_replica_canary_in_a_list():
     assert {"name": "STORAGE_URI", "value": "s3://models/v2"} in env
 
 
-def test_promotion_retargets_the_stable_predictor_to_the_canary_and_drops_the_entry():
-    updated = canary_update(_live(), _settings("s3://models/v2"), "team-a")
+def test_promotion_gives_the_stable_predictor_the_canarys_model_under_its_own_name_and_drops_the_entry():
+    """The stable name stays, so its Service and the Ingress stay and its Deployment rolls."""
+    live = _live()
+    updated = canary_update(live, _settings("s3://models/v2"), "team-a")
     final = promoted(updated, _settings("s3://models/v2"))
     assert "canary" not in final["spec"]
     predictor = final["spec"]["predictor"]
-    assert predictor["name"] == updated["spec"]["canary"][0]["predictor"]["name"]
+    assert predictor["name"] == live["spec"]["predictor"]["name"]
     assert (predictor["minReplicas"], predictor["maxReplicas"], predictor["scaleMetric"]) == (2, 5, "cpu")
     assert {"name": "STORAGE_URI", "value": "s3://models/v2"} in predictor["containers"][0]["env"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import signal
 import sys
 
 HANG_GRACE = 60
@@ -28,6 +29,13 @@ def pytest_configure(config):
     # A copy of the terminal's stderr: during a test, fd 2 is pytest's capture file, which a
     # process that faulthandler ends never prints.
     _terminal_stderr = os.fdopen(os.dup(sys.__stderr__.fileno()), "w")
+    # SIGTERM (CI's job limit, `timeout`) ends the run as Ctrl-C does, so the session's fixtures
+    # are torn down: the test cluster's processes run in sessions of their own and would outlive it.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_timeout_set_timer(item, settings):

@@ -11,6 +11,7 @@ never with a bare ``TimeoutError`` and never by holding the suite until pytest-t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -69,15 +70,16 @@ def _describe(state: Callable[[], object] | None, last: object) -> str:
         return f"(could not read the state: {type(error).__name__}: {error})"
 
 
-def keep_watching(what: str, list_call, on_event, **selectors) -> None:
-    """Watches ``list_call`` (a kubernetes client list method) for ever, as an informer does.
+def keep_watching(what: str, list_call, on_event, stop: threading.Event | None = None, **selectors) -> None:
+    """Watches ``list_call`` (a kubernetes client list method) until ``stop`` is set, as an informer does.
 
     A watch that breaks is logged and resumed after a pause, never in a busy loop against an API
     server that is down; a handler that fails on one event is logged and the watch goes on.
     """
     from kubernetes import watch
 
-    while True:
+    stop = stop or threading.Event()
+    while not stop.is_set():
         started = time.monotonic()
         try:
             for event in watch.Watch().stream(list_call, timeout_seconds=WATCH_SECONDS, **selectors):
@@ -85,9 +87,13 @@ def keep_watching(what: str, list_call, on_event, **selectors) -> None:
                     on_event(event)
                 except Exception:
                     log.exception("%s watch: handling a %s event failed", what, event.get("type"))
+                if stop.is_set():
+                    return
         except Exception:
+            if stop.is_set():
+                return
             log.exception("%s watch broke; watching again in %.0f s", what, WATCH_RETRY_SECONDS)
-            time.sleep(WATCH_RETRY_SECONDS)
+            stop.wait(WATCH_RETRY_SECONDS)
             continue
         if time.monotonic() - started < WATCH_RETRY_SECONDS:  # ended at once: do not spin on it
-            time.sleep(WATCH_RETRY_SECONDS)
+            stop.wait(WATCH_RETRY_SECONDS)

@@ -33,7 +33,7 @@ OPERATORS = ("training_operator", "kserve", "kube_rbac_proxy", "trainer", "jobse
 MANIFESTS = ("cert_manager",)
 #: What the test cluster installs today (cluster.py), so what `make cluster` and the tests build:
 #: an operator nothing installs would cost CI minutes for nothing.
-INSTALLED = ("kubeplane", "training_operator", "kserve", "kube_rbac_proxy", "cert_manager")
+INSTALLED = ("kubeplane", "training_operator", "kserve", "kube_rbac_proxy", "cert_manager", "trainer", "jobset")
 STAMP = ".complete"
 
 

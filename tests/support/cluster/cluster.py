@@ -1,4 +1,5 @@
-"""The test cluster: the real control plane, our pod runner as its one node, and upstream's operators.
+"""The test cluster: the real control plane, our pod runner as its one node, and upstream's operators
+(the training operator, KServe, JobSet and Kubeflow Trainer).
 
     with TestCluster(workdir) as cluster:
         cluster.kubeconfig      # cluster-admin
@@ -135,6 +136,29 @@ class TestCluster:
         custom = [d for d in documents if d["kind"] in own_kinds]
         if custom:
             self.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(custom))
+
+    def install_jobset(self) -> None:
+        """JobSet from its module's own ``config/default`` (what its release's manifests.yaml is
+        built from; Trainer's overlay points at that file's download URL, which is not a registry)."""
+        config = self.built.source("jobset") / "config" / "default"
+        self.kubectl("apply", "--server-side", "-k", str(config), timeout=180)
+        self.wait_available("jobset-system", "jobset-controller-manager")
+
+    def install_trainer(self) -> None:
+        """Kubeflow Trainer as its release's ``manifests/overlays/manager`` installs it, less the
+        JobSet that overlay fetches from a URL (installed from its module), then its runtimes
+        (``manifests/overlays/runtimes``: ClusterTrainingRuntime ``torch-distributed`` and the rest)."""
+        manifests = self.built.source("trainer") / "manifests"
+        overlay = yaml.safe_load((manifests / "overlays" / "manager" / "kustomization.yaml").read_text())
+        overlay["resources"] = [r for r in overlay["resources"] if "third-party/jobset" not in r]
+        ours = manifests / "overlays" / "mlworkloads-test"
+        ours.mkdir(exist_ok=True)
+        (ours / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+        (ours / "namespace.yaml").write_text((manifests / "overlays" / "manager" / "namespace.yaml").read_text())
+        self.kubectl("apply", "--server-side", "-k", str(ours), timeout=180)
+        self.wait_available("kubeflow-system", "kubeflow-trainer-controller-manager")
+        # The runtimes are admitted by the controller's webhook (its certificate is its own rotator's).
+        self.kubectl("apply", "--server-side", "-k", str(manifests / "overlays" / "runtimes"), timeout=180)
 
     def all_objects(self, resource: str) -> list[dict]:
         return json.loads(self.kubectl("get", resource, "-A", "-o", "json").stdout)["items"]
@@ -301,6 +325,8 @@ class TestCluster:
         self._start_runner()
         self.install_training_operator()
         self.install_kserve()
+        self.install_jobset()
+        self.install_trainer()
         self.startup_seconds = time.monotonic() - started
         return self
 
@@ -328,7 +354,10 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with tempfile.TemporaryDirectory(prefix="mlworkloads-cluster-") as workdir, TestCluster(workdir) as cluster:
-        print(f"cluster up in {cluster.startup_seconds:.0f} s: training operator, KServe (Standard mode)")
+        print(
+            f"cluster up in {cluster.startup_seconds:.0f} s: training operator, KServe (Standard mode), "
+            "Kubeflow Trainer with JobSet"
+        )
         print(f"kubeconfig: {cluster.kubeconfig}", flush=True)
         print("Ctrl-C stops it.", flush=True)
         try:

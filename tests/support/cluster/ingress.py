@@ -34,14 +34,17 @@ class IngressProxy:
         self.rules: dict[str, tuple[str, str, int]] = {}  # host -> (namespace, service, port)
         self.owners: dict[str, tuple[str, str]] = {}  # host -> the Ingress (namespace, name) routing it
         self.lock = threading.Lock()
-        self.upstream = httpx.Client(timeout=30)
+        # A connection per request, as a gateway opens one to a fresh endpoint: a pooled
+        # connection would stay pinned to a pod after it began terminating.
+        self.upstream = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        self.stopping = threading.Event()
 
     def start(self) -> IngressProxy:
         threading.Thread(
             target=keep_watching,
-            args=("ingress", self.networking.list_ingress_for_all_namespaces, self._on_ingress),
+            args=("ingress", self.networking.list_ingress_for_all_namespaces, self._on_ingress, self.stopping),
             daemon=True,
             name="ingress-watch",
         ).start()
@@ -49,6 +52,7 @@ class IngressProxy:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
         self.upstream.close()

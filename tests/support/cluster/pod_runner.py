@@ -51,6 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -79,13 +80,28 @@ class Image:
     A listener a program offers no address flag for (controller-runtime's webhook server takes
     a port only) binds every address, so two such pods would collide: each port in
     ``wildcard_ports`` is moved to a free port of this machine, passed as ``{port_<n>}``, and the
-    Service proxy sends that container port there.
+    Service proxy sends that container port there. A program that reads its listeners from a
+    controller-runtime Configuration file instead (Trainer, JobSet) names its mount path in
+    ``config_file``: the pod's copy of that file has the listeners on its own address, and the
+    program's ``--config`` names that copy.
     """
 
     entrypoint: dict[str, str]  # the image's executable path -> the program here
     bind_args: tuple[str, ...] = ()
     wildcard_ports: tuple[int, ...] = ()
     command: tuple[str, ...] = ()  # the image's ENTRYPOINT, for a container that sets no command
+    config_file: str = ""
+
+
+def bound_to(config_text: str, pod_ip: str) -> str:
+    """A controller-runtime Configuration with its health, metrics and webhook listeners on ``pod_ip``."""
+    config = yaml.safe_load(config_text) or {}
+    for section, key in (("health", "healthProbeBindAddress"), ("metrics", "bindAddress")):
+        address = (config.get(section) or {}).get(key)
+        if address and address != "0":
+            config[section][key] = f"{pod_ip}:{address.rsplit(':', 1)[-1]}"
+    config.setdefault("webhook", {})["host"] = pod_ip
+    return yaml.safe_dump(config)
 
 
 def images(bin_dir: Path) -> dict[str, Image]:
@@ -114,6 +130,18 @@ def images(bin_dir: Path) -> dict[str, Image]:
             ),
             wildcard_ports=(9443,),
         ),
+        # Kubeflow Trainer's controller and the JobSet controller it needs read their listeners
+        # from a Configuration file (ConfigMap), moved to the pod's address (``bound_to``).
+        "ghcr.io/kubeflow/trainer/trainer-controller-manager": Image(
+            {}, command=(str(bin_dir / "trainer"),), config_file="/controller_manager_config.yaml"
+        ),
+        "us-central1-docker.pkg.dev/k8s-staging-images/jobset/jobset": Image(
+            {"/manager": str(bin_dir / "jobset")},
+            ("--metrics-bind-address={pod_ip}:8443", "--health-probe-bind-address={pod_ip}:8081"),
+            config_file="/controller_manager_config.yaml",
+        ),
+        # Trainer's torch-distributed runtime: its python and torchrun are this virtualenv's.
+        "pytorch/pytorch": Image({}),
         # The sidecar KServe's release puts before the controller's metrics (later flags win).
         "quay.io/brancz/kube-rbac-proxy": Image(
             {},
@@ -394,18 +422,30 @@ class PodWorld:
             command[0] = image.entrypoint.get(command[0], command[0])
             ports = {f"port_{port}": moved for port, moved in self.port_map.items()}
             args += [a.format(pod_ip=self.pod_ip, **ports) for a in image.bind_args]
+            if image.config_file and self.config_copy(container).exists():
+                config_arg = f"--config={image.config_file}"
+                args = [f"--config={self.config_copy(container)}" if a == config_arg else a for a in args]
         # $(VAR) references in command and args are expanded from the container's env, as the kubelet does.
         expand = lambda s: _expand(s, env)  # noqa: E731
         return [expand(a) for a in command + args]
 
+    def config_copy(self, container: client.V1Container) -> Path:
+        return self.dir / f"{container.name}.config.yaml"
+
     def mounts(self, container: client.V1Container) -> list[dict[str, Any]]:
         mounts = [{"source": str(self.hosts), "target": "/etc/hosts"}]
+        image = self.runner.images.get(image_name(container.image))
         for mount in container.volume_mounts or []:
             source = self.volumes[mount.name]
             if mount.sub_path:
                 source = source / mount.sub_path
                 if not source.exists():
                     source.mkdir(parents=True)
+            if image and image.config_file and mount.mount_path == image.config_file and source.is_file():
+                # Not mounted: the file sits at the image's root, which is never overlaid
+                # (container_exec.py); the program's --config is pointed at the pod's copy instead.
+                self.config_copy(container).write_text(bound_to(source.read_text(), self.pod_ip))
+                continue
             mounts.append({"source": str(source), "target": mount.mount_path, "readOnly": bool(mount.read_only)})
         return mounts
 
@@ -1054,6 +1094,9 @@ class PodRunner:
         threading.Thread(target=running.run, daemon=True, name=running.key).start()
 
     def _delete(self, pod: client.V1Pod, running: RunningPod | None) -> None:
+        # As kube-proxy drops a terminating pod's endpoint: no new connection reaches it once its
+        # deletion began (the routes are read afresh, and a pod being deleted has no endpoint).
+        self.refresh_hosts()
         if running:
             running.stop()
         with contextlib.suppress(ApiException):
