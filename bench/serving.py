@@ -70,7 +70,7 @@ def _load(urls: list[str], body: dict, n: int, seconds: float) -> list[dict]:
 
 @contextlib.contextmanager
 def _trivial_server():
-    from mlworkloads.serving.deploy import _wait_ready, free_port, stop_process_tree
+    from mlworkloads.serving.local_server import free_port, stop_process_tree, wait_ready
 
     port = free_port()
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
@@ -78,7 +78,7 @@ def _trivial_server():
                                     "--http_port", str(port), "--grpc_port", str(free_port()), "--model_name", "echo"],
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
-            _wait_ready(f"http://127.0.0.1:{port}", "echo", process, 60, log.name)
+            wait_ready(f"http://127.0.0.1:{port}", "echo", process, 60, log.name)
             yield f"http://127.0.0.1:{port}"
         finally:
             stop_process_tree(process)
@@ -92,7 +92,7 @@ def main() -> int:
     from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
     from mlworkloads.data.ingest import IngestConfig
     from mlworkloads.data.preprocessor import PreprocessorOptions
-    from mlworkloads.serving.deploy import local_predictor
+    from mlworkloads.serving.local_server import local_predictor
     from mlworkloads.serving.predictor import limit_compute_threads
     from mlworkloads.training.config import TrainConfig
     from mlworkloads.training.export import load

@@ -165,7 +165,7 @@ def demo_command(
     import pyarrow.parquet as pq
 
     from mlworkloads.local_run import find_output
-    from mlworkloads.serving.deploy import local_predictor
+    from mlworkloads.serving.local_server import local_predictor
     from mlworkloads.training.export import load
 
     parameters = ["backend=local", "deploy_backend=local", *(param or [])]

@@ -7,10 +7,20 @@ from typing import Any
 
 from mlworkloads.data.steps import read_parquet
 from mlworkloads.data.storage import artifact_uri
-from mlworkloads.kube import RUN_LABEL, label_value, resolve_run_id
-from mlworkloads.serving import deploy
-from mlworkloads.serving.inferenceservice import ServiceSettings
+from mlworkloads.kube import RUN_LABEL, in_cluster, label_value, resolve_run_id
+from mlworkloads.serving import deploy, local_server
+from mlworkloads.serving.inferenceservice import ServiceConfigError, ServiceSettings
 from mlworkloads.training.export import load
+
+BACKENDS = ("auto", "local", "kserve")
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ServiceConfigError(f"backend={backend!r}: expected one of {list(BACKENDS)}.")
+    if backend == "auto":
+        return "kserve" if in_cluster() else "local"
+    return backend
 
 
 def deploy_step(
@@ -32,7 +42,7 @@ def deploy_step(
     The applied manifest and the final status are written to `manifest_path` and
     `status_path` (artifacts, never a large text parameter).
     """
-    backend = deploy.resolve_backend(backend)
+    backend = resolve_backend(backend)
     model = load(model_path)
     version = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
     if backend != "local":
@@ -42,7 +52,7 @@ def deploy_step(
     test_rows = read_parquet(test_path, "test")
     expected = read_parquet(predictions_path, "predictions")
     if backend == "local":
-        outcome = deploy.deploy_local(service, model_path, test_rows, expected)
+        outcome = local_server.deploy_local(service, model_path, test_rows, expected)
     else:
         outcome = deploy.deploy_kserve(
             service,

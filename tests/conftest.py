@@ -307,7 +307,7 @@ def sample_model(sample_features, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def predictor_url(sample_model):
     """The real KServe predictor serving `sample_model` as "flights" on 127.0.0.1."""
-    from mlworkloads.serving.deploy import local_predictor
+    from mlworkloads.serving.local_server import local_predictor
 
     with local_predictor(sample_model, "flights", max_batch_size=512) as base:
         yield base

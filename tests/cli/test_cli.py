@@ -151,7 +151,7 @@ def test_serve_answers_v1_on_the_given_port_until_interrupted(sample_model, tmp_
 
     import httpx
 
-    from mlworkloads.serving.deploy import _wait_ready, free_port, stop_process_tree
+    from mlworkloads.serving.local_server import free_port, stop_process_tree, wait_ready
 
     port = free_port()
     log = tmp_path / "serve.log"
@@ -160,7 +160,7 @@ def test_serve_answers_v1_on_the_given_port_until_interrupted(sample_model, tmp_
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, "flights", process, 60, str(log))
+        wait_ready(base, "flights", process, 60, str(log))
         from mlworkloads.training.export import load
 
         columns = load(sample_model).preprocessor.feature_columns

@@ -1,0 +1,111 @@
+"""The local backend: the predictor as a real KServe server on 127.0.0.1, smoke-tested as on a cluster.
+
+`deploy_local` serves the model, runs the same smoke test the KServe backend runs, and returns the
+manifest that would have been applied; `local_predictor` is the server itself, for `mlworkloads
+serve`-like uses (the demo, the bench, the tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import psutil
+import pyarrow as pa
+
+from mlworkloads.processes import stop_processes
+from mlworkloads.serving.inferenceservice import ServiceSettings, as_dict, build
+from mlworkloads.serving.kserve_api import DeployFailed
+from mlworkloads.serving.smoke import smoke_test
+from mlworkloads.training.export import load
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_predictor(
+    model_dir: str, name: str, max_batch_size: int = 4096, ready_timeout: float = 120.0
+) -> Iterator[str]:
+    """Runs `python -m mlworkloads.serving` on a free 127.0.0.1 port; yields its base URL.
+
+    The server is stopped (with any worker processes) when the block exits.
+    """
+    port, grpc_port = free_port(), free_port()
+    from mlworkloads.serving.__main__ import arguments
+
+    server = arguments(model_dir, name, port, grpc_port, max_batch_size)
+    command = [sys.executable, "-m", "mlworkloads.serving", *server]
+    # The server's log goes to a file: a pipe nobody drains fills up and blocks the server.
+    with tempfile.NamedTemporaryFile("w+", prefix=f"predictor-{name}-", suffix=".log") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base, name, process, ready_timeout, log_file.name)
+            yield base
+        finally:
+            stop_process_tree(process)
+
+
+def wait_ready(base: str, name: str, process: subprocess.Popen, timeout: float, log_path: str) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    output = f.read()
+                raise DeployFailed(f"the predictor exited with code {process.returncode}:\n{output[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                response = client.get(f"{base}/v1/models/{name}")
+                if response.status_code == 200 and response.json().get("ready"):
+                    return
+            time.sleep(0.1)
+    raise DeployFailed(f"the predictor at {base} was not ready within {timeout:.0f} s")
+
+
+def stop_process_tree(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after the grace period, to the process and everything it started."""
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    stop_processes(tree, term_grace=grace_seconds)
+    with contextlib.suppress(Exception):
+        process.wait(timeout=5)
+
+
+def deploy_local(
+    settings: ServiceSettings,
+    model_dir: str,
+    test_rows: pa.Table,
+    expected: pa.Table,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Serves the model locally, smoke-tests it, and returns the manifest and status."""
+    model = load(model_dir)
+    manifest = as_dict(build(settings, settings.namespace or "default"))
+    with local_predictor(model_dir, settings.name, settings.max_batch_size) as base:
+        echo(f"local predictor ready at {base}")
+        result = smoke_test(
+            base, settings.name, test_rows, expected, model.preprocessor.feature_columns, model.preprocessor.classes
+        )
+        echo(f"smoke test passed: {result.rows} rows, max difference {result.max_difference:.2g}")
+        url = f"{base}/v1/models/{settings.name}"
+    status = {
+        "backend": "local",
+        "ready": True,
+        "url": url,
+        "smoke_test": {"rows": result.rows, "max_difference": result.max_difference},
+        "note": "the local predictor is stopped after the check",
+    }
+    return {"manifest": manifest, "status": status, "url": url}
