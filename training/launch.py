@@ -201,7 +201,7 @@ def run_scoped_job_name(run_id: str, task_name: str, training: dict[str, Any], m
     when a pod is retried: with the config it tells apart ParallelFor iterations and a team's
     tasks that left task_name as the placeholder.
     """
-    from mlworkloads.training.pytorchjob import job_name
+    from mlworkloads.training.pytorchjob_spec import job_name
 
     identity = json.dumps({"training": training, "model_uri": model_uri}, sort_keys=True)
     return job_name(run_id, resolve_task_name(task_name, "train-pytorchjob"), identity)
@@ -312,7 +312,8 @@ def _train_on_cluster(
     from kubeflow.training import TrainingClient
 
     from mlworkloads.kube import RUN_LABEL, label_value, pod_namespace, resolve_run_id
-    from mlworkloads.training.pytorchjob import JobSettings, PyTorchJobRunner, build_job
+    from mlworkloads.training.pytorchjob import PyTorchJobRunner
+    from mlworkloads.training.pytorchjob_spec import JobSettings, build_job
 
     settings = JobSettings(max_restarts=max_restarts, **job)
     run_id = resolve_run_id(run_id)

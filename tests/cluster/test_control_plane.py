@@ -18,7 +18,7 @@ from support.cluster.build import versions
 from mlworkloads.images import TRAINER_IMAGE
 from mlworkloads.rbac import rbac_manifests
 from mlworkloads.training.config import TrainConfig
-from mlworkloads.training.pytorchjob import JobSettings, build_job, manifest_dict
+from mlworkloads.training.pytorchjob_spec import JobSettings, build_job, manifest_dict
 
 CONFIG = TrainConfig(
     train_uri="s3://b/t", validation_uri="s3://b/v", preprocessor_uri="s3://b/p", output_uri="s3://b/m"

@@ -20,15 +20,8 @@ from mlworkloads.kube import AdmissionDenied
 from mlworkloads.rbac import rbac_manifests
 from mlworkloads.training import launch
 from mlworkloads.training.config import ConfigError, TrainConfig
-from mlworkloads.training.pytorchjob import (
-    JobFailed,
-    JobSettings,
-    PyTorchJobRunner,
-    build_job,
-    delete_run_jobs,
-    job_name,
-    manifest_dict,
-)
+from mlworkloads.training.pytorchjob import JobFailed, PyTorchJobRunner, delete_run_jobs
+from mlworkloads.training.pytorchjob_spec import JobSettings, build_job, job_name, manifest_dict
 
 TRAINING = {"epochs": 1, "batch_size": 512, "hidden_sizes": [32]}
 RUNNER = "pipeline-runner"
