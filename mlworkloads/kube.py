@@ -25,6 +25,19 @@ def in_cluster() -> bool:
     return "KUBERNETES_SERVICE_HOST" in os.environ
 
 
+def resolve_backend(backend: str, choices: tuple[str, ...], cluster_backend: str, error: type[Exception]) -> str:
+    """`backend` checked against `choices`; `auto` is `cluster_backend` in a pod and `local` elsewhere.
+
+    Raises:
+        error: (the caller's layer's own) naming the field and the choices.
+    """
+    if backend not in choices:
+        raise error(f"backend={backend!r}: expected one of {list(choices)}.")
+    if backend == "auto":
+        return cluster_backend if in_cluster() else "local"
+    return backend
+
+
 def cluster_reachable() -> bool:
     """Inside a pod, or pointed at a cluster by KUBECONFIG."""
     return in_cluster() or bool(os.environ.get("KUBECONFIG"))

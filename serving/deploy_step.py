@@ -7,20 +7,12 @@ from typing import Any
 
 from mlworkloads.data.steps import read_parquet
 from mlworkloads.data.storage import artifact_uri
-from mlworkloads.kube import RUN_LABEL, in_cluster, label_value, resolve_run_id
+from mlworkloads.kube import RUN_LABEL, label_value, resolve_backend, resolve_run_id
 from mlworkloads.serving import deploy, local_server
 from mlworkloads.serving.inferenceservice import ServiceConfigError, ServiceSettings
 from mlworkloads.training.export import load
 
 BACKENDS = ("auto", "local", "kserve")
-
-
-def resolve_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ServiceConfigError(f"backend={backend!r}: expected one of {list(BACKENDS)}.")
-    if backend == "auto":
-        return "kserve" if in_cluster() else "local"
-    return backend
 
 
 def deploy_step(
@@ -42,7 +34,7 @@ def deploy_step(
     The applied manifest and the final status are written to `manifest_path` and
     `status_path` (artifacts, never a large text parameter).
     """
-    backend = resolve_backend(backend)
+    backend = resolve_backend(backend, BACKENDS, "kserve", ServiceConfigError)
     model = load(model_path)
     version = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
     if backend != "local":

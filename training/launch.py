@@ -27,7 +27,7 @@ from typing import Any
 
 from mlworkloads import artifact_store
 from mlworkloads.data.storage import artifact_uri, filesystem
-from mlworkloads.kube import in_cluster, resolve_task_name
+from mlworkloads.kube import resolve_backend, resolve_task_name
 from mlworkloads.training.config import ConfigError, TrainConfig
 from mlworkloads.training.local import run_torchrun
 
@@ -37,14 +37,6 @@ BACKENDS = ("auto", "local", "pytorchjob")
 #: The local backend's scratch directory (checkpoints, the exported model) beside the output.
 WORK_DIR_NAME = "training-work"
 BRIDGES = ("artifacts", "volume", "workspace")
-
-
-def resolve_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend={backend!r}: expected one of {list(BACKENDS)}.")
-    if backend == "auto":
-        return "pytorchjob" if in_cluster() else "local"
-    return backend
 
 
 @dataclasses.dataclass
@@ -85,7 +77,7 @@ def train(
         ConfigError: a bad setting, naming it.
         TrainingFailed / JobFailed: training failed, with the log tail.
     """
-    backend = resolve_backend(backend)
+    backend = resolve_backend(backend, BACKENDS, "pytorchjob", ConfigError)
     if bridge not in BRIDGES:
         raise ConfigError(f"bridge={bridge!r}: expected one of {list(BRIDGES)}.")
     if os.path.exists(model_dir) and os.listdir(model_dir):

@@ -1,8 +1,7 @@
 """The PyTorchJob backend: run the job `pytorchjob_spec.py` builds, report on it, clean it up.
 
-One Master and `num_workers - 1` Workers run the trainer image with `torchrun`; the training
-operator injects the rendezvous (`PET_NNODES`, `PET_NODE_RANK`, `PET_MASTER_ADDR`, ...), which
-torchrun reads as its defaults, and `nprocPerNode` sets the processes per replica.
+Create or adopt the run-scoped job, stream its replicas' logs into the step, wait for it, name
+the failing replica with its log tail, and delete it on every exit path.
 """
 
 from __future__ import annotations
