@@ -29,9 +29,27 @@ def _ran(root, task):
         return False
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One `mlworkloads demo` run of training_pipeline (SMALL, locally), shared by the tests that
+    read its output and the ones that read its artifacts: the pipeline runs once, not twice."""
+    runs = tmp_path_factory.mktemp("demo-runs")
+    parameters = [f"{key}={json.dumps(value) if isinstance(value, list) else value}" for key, value in SMALL.items()]
+    result = subprocess.run(
+        [sys.executable, "-m", "mlworkloads", "demo", "--runs-dir", str(runs)]
+        + [arg for parameter in parameters for arg in ("-p", parameter)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (root,) = [str(p) for p in runs.iterdir() if p.is_dir()]
+    return result, root
+
+
 @pytest.mark.e2e
-def test_training_pipeline_trains_evaluates_and_deploys_locally(tmp_path):
-    root = run_locally(PIPELINES["training_pipeline"], SMALL, str(tmp_path))
+def test_training_pipeline_trains_evaluates_and_deploys_locally(demo):
+    _, root = demo
     status = json.loads(pathlib.Path(find_output(root, "deploy-inferenceservice", "status")).read_text())
     assert status["ready"] is True and status["smoke_test"]["max_difference"] < 1e-4
     manifest = json.loads(pathlib.Path(find_output(root, "deploy-inferenceservice", "manifest")).read_text())
@@ -54,25 +72,8 @@ def test_a_gate_that_fails_skips_the_deploy_step(tmp_path):
 
 
 @pytest.mark.e2e
-def test_the_demo_trains_serves_and_prints_a_prediction(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlworkloads",
-            "demo",
-            "--runs-dir",
-            str(tmp_path),
-            "-p",
-            "max_rows=30000",
-            "-p",
-            "epochs=2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_the_demo_trains_serves_and_prints_a_prediction(demo):
+    result, _ = demo
     out = result.stdout
     assert '-> 200 {"predictions": [{"class": ' in out
     assert "mlworkloads serve " in out.splitlines()[-1]
