@@ -199,19 +199,29 @@ def _with_storage_access(client, settings: ServiceSettings, namespace: str) -> S
     return dataclasses.replace(settings, storage_secret_name=name)
 
 
+def _until(read: Callable[[], Any], done: Callable[[Any], bool], failure: Callable[[Any], str], deadline: float,
+           interval: int):  # fmt: skip
+    """Calls `read` every `interval` s until `done(what it read)`; at `deadline`, DeployFailed(`failure(last)`)."""
+    while True:
+        current = read()
+        if done(current):
+            return current
+        if time.monotonic() >= deadline:
+            raise DeployFailed(failure(current))
+        time.sleep(interval)
+
+
 def _poll(client, name: str, namespace: str, done: Callable[[dict], bool], what: str, timeout: int, interval: int):
     """Gets the service every `interval` s until `done(service)`; DeployFailed naming `what` if it never is."""
-    deadline = time.monotonic() + timeout
-    while True:
-        service = _call(lambda: client.get(name, namespace=namespace), "get", namespace)
-        if done(service):
-            return service
-        if time.monotonic() >= deadline:
-            raise DeployFailed(
-                f"{what} of InferenceService {namespace}/{name} was not Ready within {timeout} s: "
-                f"{_conditions(service)}"
-            )
-        time.sleep(interval)
+    return _until(
+        lambda: _call(lambda: client.get(name, namespace=namespace), "get", namespace),
+        done,
+        lambda service: (
+            f"{what} of InferenceService {namespace}/{name} was not Ready within {timeout} s: {_conditions(service)}"
+        ),
+        time.monotonic() + timeout,
+        interval,
+    )
 
 
 def _ready(service: dict[str, Any]) -> bool:
@@ -255,43 +265,53 @@ def _wait_standard(client, name: str, namespace: str, predictor: str, timeout: i
 def _wait_rollout(client, settings: ServiceSettings, namespace: str, predictor: str, timeout: int, interval: int):
     """Waits until the stable predictor's Deployment has rolled out to the promoted model, as
     `kubectl rollout status` does: the new template observed, every replica updated and
-    available, no old one left; then for the service to be Ready."""
+    available, no old one left; then, within the same time, for the service to be Ready."""
     from kubernetes import client as k8s
 
     apps = k8s.AppsV1Api(client.api_instance.api_client)
     name = predictor_service(settings.name, predictor)
-    deadline = time.monotonic() + timeout
-    seen = "not found"
-    while True:
+    started = time.monotonic()
+
+    def read():
         try:
-            deployment = apps.read_namespaced_deployment(name, namespace)
+            return apps.read_namespaced_deployment(name, namespace)
         except Exception as err:  # noqa: BLE001 - ApiException or a connection error
             hint = forbidden(err, "get", "deployments.apps", namespace, RBAC_HINT.format(ns=namespace))
             if hint:
                 raise hint from err
             if api_status(err) != 404:
                 raise
-        else:
-            env = {e.name: e.value for c in deployment.spec.template.spec.containers for e in c.env or []}
+            return None
+
+    def storage_uri(deployment) -> str | None:
+        env = {e.name: e.value for c in deployment.spec.template.spec.containers for e in c.env or []}
+        return env.get("STORAGE_URI")
+
+    def rolled_out(deployment) -> bool:
+        if deployment is None:
+            return False
+        status, wanted = deployment.status, deployment.spec.replicas or 0
+        counts = {status.updated_replicas or 0, status.available_replicas or 0, status.replicas or 0, wanted}
+        observed = (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+        return storage_uri(deployment) == settings.model_uri and observed and counts == {wanted}
+
+    def failure(deployment) -> str:
+        seen = "not found"
+        if deployment is not None:
             status, wanted = deployment.status, deployment.spec.replicas or 0
             seen = (
-                f"STORAGE_URI {env.get('STORAGE_URI')}, generation {deployment.metadata.generation} observed "
+                f"STORAGE_URI {storage_uri(deployment)}, generation {deployment.metadata.generation} observed "
                 f"{status.observed_generation}, {status.updated_replicas or 0}/{wanted} updated, "
                 f"{status.available_replicas or 0} available, {status.replicas or 0} in all"
             )
-            counts = {status.updated_replicas or 0, status.available_replicas or 0, status.replicas or 0, wanted}
-            if (
-                env.get("STORAGE_URI") == settings.model_uri
-                and (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
-                and counts == {wanted}
-            ):
-                return _poll(client, settings.name, namespace, _ready, "the promoted model", timeout, interval)
-        if time.monotonic() >= deadline:
-            raise DeployFailed(
-                f"the promoted model of InferenceService {namespace}/{settings.name} did not roll out to "
-                f"Deployment {name} within {timeout} s: {seen}"
-            )
-        time.sleep(interval)
+        return (
+            f"the promoted model of InferenceService {namespace}/{settings.name} did not roll out to "
+            f"Deployment {name} within {timeout} s: {seen}"
+        )
+
+    _until(read, rolled_out, failure, started + timeout, interval)
+    remaining = max(interval, int(timeout - (time.monotonic() - started)))
+    return _poll(client, settings.name, namespace, _ready, "the promoted model", remaining, interval)
 
 
 def _get_or_none(client, name: str, namespace: str) -> dict[str, Any] | None:
