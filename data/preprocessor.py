@@ -25,12 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlworkloads.data.errors import DataError
+from mlworkloads.data.preprocessor_spec import TASKS, spec_document, validate_spec
 
 log = logging.getLogger(__name__)
 
-SPEC_FORMAT = "mlworkloads.preprocessor"
-SPEC_VERSION = 1
-TASKS = ("binary", "multiclass", "regression")
 LABEL_COLUMN = "__label__"
 #: Up to this many rows, transform works on Python lists (see `Preprocessor.transform`).
 SMALL_BATCH = 16
@@ -267,15 +265,14 @@ class Preprocessor:
     # ---- persistence -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": SPEC_FORMAT,
-            "version": SPEC_VERSION,
-            "task": self.task,
-            "label": {"name": self.label, "classes": self.classes},
-            "numeric": self.numeric,
-            "categorical": [{k: v for k, v in c.items() if not k.startswith("_")} for c in self.categorical],
-            "excluded": self.excluded,
-        }
+        return spec_document(
+            task=self.task,
+            label=self.label,
+            classes=self.classes,
+            numeric=self.numeric,
+            categorical=[{k: v for k, v in c.items() if not k.startswith("_")} for c in self.categorical],
+            excluded=self.excluded,
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -283,7 +280,7 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], source: str = "preprocessor spec") -> Preprocessor:
         """Builds a preprocessor from its JSON spec, refusing tampered or newer specs."""
-        _validate_spec(spec, source)
+        validate_spec(spec, source)
         categorical = [
             {
                 **c,
@@ -350,15 +347,14 @@ def fit(table: pa.Table, options: PreprocessorOptions) -> Preprocessor:
         if role == "exclude":
             log.info("excluding column %r: %s", entry["name"], entry["reason"])
         {"numeric": numeric, "categorical": categorical, "exclude": excluded}[role].append(entry)
-    spec = {
-        "format": SPEC_FORMAT,
-        "version": SPEC_VERSION,
-        "task": task,
-        "label": {"name": options.label_column, "classes": classes},
-        "numeric": numeric,
-        "categorical": categorical,
-        "excluded": excluded,
-    }
+    spec = spec_document(
+        task=task,
+        label=options.label_column,
+        classes=classes,
+        numeric=numeric,
+        categorical=categorical,
+        excluded=excluded,
+    )
     if not numeric and not categorical:
         raise DataError(f"no feature columns are left after exclusions: {excluded!r}.")
     return Preprocessor.from_dict(spec)
@@ -574,48 +570,3 @@ def _as_strings(column, name: str):
     if _is_number(type_) or pa.types.is_boolean(type_):
         return pc.cast(column, pa.string())
     raise DataError(f"feature {name!r} must be text or a number, but received {type_} values.")
-
-
-def _validate_spec(spec: Any, source: str) -> None:
-    def fail(why: str):
-        raise DataError(f"{source} is not a valid preprocessor spec: {why}")
-
-    if not isinstance(spec, Mapping):
-        fail(f"expected a JSON object, got {type(spec).__name__}")
-    if spec.get("format") != SPEC_FORMAT:
-        fail(f"format is {spec.get('format')!r}, expected {SPEC_FORMAT!r}")
-    version = spec.get("version")
-    if not isinstance(version, int):
-        fail(f"version is {version!r}, expected an integer")
-    if version > SPEC_VERSION:
-        fail(
-            f"version {version} was written by a newer mlworkloads (this one reads up to "
-            f"{SPEC_VERSION}); upgrade mlworkloads"
-        )
-    if spec.get("task") not in TASKS:
-        fail(f"task is {spec.get('task')!r}, expected one of {list(TASKS)}")
-    label = spec.get("label")
-    if not isinstance(label, Mapping) or not isinstance(label.get("name"), str):
-        fail("label must be an object with a string 'name'")
-    if spec["task"] != "regression" and not (isinstance(label.get("classes"), list) and len(label["classes"]) >= 2):
-        fail("a classification spec needs label.classes with at least two classes")
-    for entry in spec.get("numeric", []) if isinstance(spec.get("numeric"), list) else fail("numeric must be a list"):
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            fail(f"numeric entry {entry!r} needs a string 'name'")
-        for key in ("median", "mean", "std"):
-            value = entry.get(key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-                fail(f"numeric[{entry['name']!r}].{key} is {value!r}, expected a finite number")
-        if entry["std"] <= 0:
-            fail(f"numeric[{entry['name']!r}].std is {entry['std']!r}, expected a positive number")
-    categorical = spec.get("categorical")
-    if not isinstance(categorical, list):
-        fail("categorical must be a list")
-    for entry in categorical:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            fail(f"categorical entry {entry!r} needs a string 'name'")
-        vocabulary = entry.get("vocabulary")
-        if not isinstance(vocabulary, list) or not all(isinstance(v, str) for v in vocabulary):
-            fail(f"categorical[{entry['name']!r}].vocabulary must be a list of strings")
-        if len(set(vocabulary)) != len(vocabulary):
-            fail(f"categorical[{entry['name']!r}].vocabulary has duplicates")
