@@ -148,13 +148,23 @@ def atomic_local_path(path: str) -> Iterator[str]:
 def atomic_open(uri: str, mode: str = "wb") -> Iterator[IO]:
     """Opens `uri` for writing so that it appears complete or not at all.
 
-    Local paths write a temporary file and rename it; object stores (s3, gs) only make an
-    object visible when its upload completes, so they are written directly.
+    Local paths write a temporary file and rename it. Object stores (s3, gs) are opened without
+    autocommit: the object is only created by `commit()` once the block has succeeded, and a
+    failed block discards the upload (aborting a multipart one). With fsspec's default
+    autocommit, leaving the block on an error still closes the file, and closing uploads what
+    was written so far: a half-written object at the final key.
     """
     fs, path = filesystem(uri)
     if "file" in fs.protocol or "local" in fs.protocol:
         with atomic_local_path(path) as tmp, open(tmp, mode) as f:
             yield f
-    else:
-        with fs.open(path, mode) as f:
-            yield f
+        return
+    f = fs.open(path, mode, autocommit=False)
+    try:
+        yield f
+    except BaseException:
+        f.discard()
+        f.closed = True  # discarded: nothing left to flush, and closing would upload
+        raise
+    f.close()
+    f.commit()
