@@ -11,6 +11,8 @@ which is kept beside the binaries (``src/<name>``) for the cluster to install.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -189,8 +191,27 @@ def bind_shim(built: Built) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _only_builder(root: Path, log):
+    """Holds the cache's lock: a second builder (a test run while `build.py` runs) waits for the
+    first and then finds its binaries built, instead of both rewriting the same source trees."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "build.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another build of {root} to finish ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def build(log=print, only: tuple[str, ...] | None = None) -> Built:
     """Build what is missing for the current pins (of ``only`` those, if given); return where they are."""
+    with _only_builder(cache_dir(), log):
+        return _build(log, only)
+
+
+def _build(log, only: tuple[str, ...] | None) -> Built:
     pins = versions()
     built = Built(cache_dir())
     built.bin.mkdir(parents=True, exist_ok=True)
