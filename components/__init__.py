@@ -9,6 +9,7 @@ from mlworkloads.components.deploy_inferenceservice import deploy_inferenceservi
 from mlworkloads.components.evaluate_model import evaluate_model
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
+from mlworkloads.components.launch_training_job import launch_training_job
 from mlworkloads.components.select_best_trial import select_best_trial
 from mlworkloads.components.split_dataset import split_dataset
 from mlworkloads.components.summarize_run import summarize_run
@@ -19,6 +20,7 @@ __all__ = [
     "evaluate_model",
     "fit_preprocessor",
     "ingest_table",
+    "launch_training_job",
     "select_best_trial",
     "split_dataset",
     "summarize_run",

@@ -89,7 +89,9 @@ def train_pytorchjob(
         preprocessor: The fitted preprocessor; exported with the model.
         task_config: Filled by KFP from the task's resources, tolerations, node selector,
             affinity and env, and forwarded to the training replicas.
-        backend: "auto" (PyTorchJob inside a cluster, local otherwise), "local" or "pytorchjob".
+        backend: "auto" (inside a cluster the TrainJob or PyTorchJob it serves, TrainJob first; local
+            otherwise), "local", "pytorchjob" (training operator v1.9) or "trainjob" (Kubeflow Trainer v2.3,
+            `torch-distributed` runtime).
         hidden_sizes: MLP hidden layer widths; empty for the trainer's default ([128, 64]).
         dropout: Dropout after each hidden layer.
         embedding_dim: Embedding width per categorical column; 0 chooses per column.

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import kfp.local
 
 from mlworkloads.processes import stop_processes
-from mlworkloads.training.launch import WORK_DIR_NAME
+from mlworkloads.training.job_launch import WORK_DIR_NAME
 
 LOG_NAME = "run.log"
 #: Scratch directories steps keep beside their outputs (the local training backend's checkpoints).

@@ -59,7 +59,7 @@ def sweep_pipeline(
         trial_epochs: Epochs of each trial.
         selection_metric: Validation metric that picks the best trial.
         epochs: Epochs of the final training.
-        backend: Training backend: "auto", "local" or "pytorchjob".
+        backend: Training backend: "auto", "local", "pytorchjob" or "trainjob".
         nproc_per_node: Processes per replica (local processes with the local backend).
         num_workers: PyTorchJob replicas per training.
         gpus_per_worker: GPUs per replica.

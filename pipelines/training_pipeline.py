@@ -64,7 +64,8 @@ def training_pipeline(
         split_seed: Split seed.
         categorical_columns: Columns to treat as categorical whatever their type.
         max_categories: Vocabulary size per categorical column.
-        backend: Training backend: "auto" (PyTorchJob in a cluster), "local" or "pytorchjob".
+        backend: Training backend: "auto" (in a cluster the TrainJob or PyTorchJob it serves), "local",
+            "pytorchjob" or "trainjob".
         hidden_sizes: MLP hidden layer widths.
         dropout: Dropout after each hidden layer.
         epochs: Maximum epochs.

@@ -1,4 +1,4 @@
-"""The local backend: `torchrun --standalone` as a child process, its log streamed to ours."""
+"""The local backend: a command under `torchrun --standalone` as a child process, its log streamed to ours."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 
@@ -17,28 +16,81 @@ from mlworkloads.processes import stop_group
 from mlworkloads.training.checkpoint import latest_pointer
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.logs import digest
+from mlworkloads.training.torchrun import local_command
 
 LOG_TAIL_LINES = 40
 
 
 class TrainingFailed(RuntimeError):
-    """Training exited non-zero; the message carries the log tail and the checkpoint to resume."""
+    """Training exited non-zero; the message carries the log tail (and, for our trainer, the checkpoint to resume)."""
+
+
+#: The built-in trainer, as every process runs it (`--config` is added per run).
+TRAINER_COMMAND = ["python", "-m", "mlworkloads.training"]
 
 
 def torchrun_command(config_path: str, nproc_per_node: int, max_restarts: int = 0) -> list[str]:
-    """The command line: the same trainer entry point the PyTorchJob replicas run."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc_per_node}",
-        f"--max-restarts={max_restarts}",
-        "-m",
-        "mlworkloads.training",
-        "--config",
-        config_path,
-    ]
+    """The built-in trainer's command line: the same entry point the cluster's nodes run."""
+    return local_command([*TRAINER_COMMAND, "--config", config_path], nproc_per_node, max_restarts)
+
+
+def run_local(
+    command: list[str],
+    nproc_per_node: int = 2,
+    max_restarts: int = 0,
+    echo: Callable[[str], None] = lambda line: print(line, end="", flush=True),
+    env: dict[str, str] | None = None,
+    explain_failure: Callable[[], str] = lambda: "",
+) -> None:
+    """Runs `command` under `torchrun --standalone` on this machine and waits for it.
+
+    The child runs in its own process group; if this process is interrupted (Ctrl-C or
+    SIGTERM) the whole group is stopped, so no torchrun worker is left behind.
+
+    Args:
+        command: What each process runs (`torchrun.local_command` adds torchrun).
+        explain_failure: Adds to the error what the caller knows (e.g. where to resume from).
+
+    Raises:
+        TrainingFailed: with torchrun's report of the failing rank and the log tail.
+    """
+    if nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node={nproc_per_node!r}: expected at least 1 process.")
+    tail: collections.deque[str] = collections.deque(maxlen=4 * LOG_TAIL_LINES)
+    child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    with (
+        subprocess.Popen(
+            local_command(command, nproc_per_node, max_restarts),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=child_env,
+            start_new_session=True,
+        ) as process,
+        _stop_group_on_exit(process),
+    ):
+        for line in process.stdout:
+            tail.append(line)
+            echo(line)
+        code = process.wait()
+    if code != 0:
+        why = explain_failure()
+        raise TrainingFailed(
+            f"torchrun exited with code {code}{'; ' + why if why else ''}.\n{_failure_summary(tail)}--- log ---\n"
+            + digest(list(tail), LOG_TAIL_LINES)
+        )
+
+
+def resume_hint(checkpoint_uri: str) -> str:
+    """Where the built-in trainer's last checkpoint is, for a failure's message."""
+    pointer = latest_pointer(checkpoint_uri)
+    if not pointer:
+        return "no checkpoint was written"
+    return (
+        f"the last checkpoint is epoch {pointer['epoch'] + 1} at {checkpoint_uri}/{pointer['file']}; "
+        "running again resumes from it"
+    )
 
 
 def run_torchrun(
@@ -48,51 +100,23 @@ def run_torchrun(
     echo: Callable[[str], None] = lambda line: print(line, end="", flush=True),
     env: dict[str, str] | None = None,
 ) -> None:
-    """Runs the trainer with torchrun on this machine and waits for it.
-
-    The child runs in its own process group; if this process is interrupted (Ctrl-C or
-    SIGTERM) the whole group is stopped, so no torchrun worker is left behind.
+    """Runs the built-in trainer on this machine (`run_local`) and waits for it.
 
     Raises:
         TrainingFailed: with the failing rank's log tail and where the last checkpoint is.
     """
-    if nproc_per_node < 1:
-        raise ValueError(f"nproc_per_node={nproc_per_node!r}: expected at least 1 process.")
-    tail: collections.deque[str] = collections.deque(maxlen=4 * LOG_TAIL_LINES)
+
     with tempfile.TemporaryDirectory(prefix="mlworkloads-train-") as tmp:
         config_path = os.path.join(tmp, "config.json")
         with open(config_path, "w", encoding="utf-8") as f:
             f.write(config.to_json())
-        command = torchrun_command(config_path, nproc_per_node, max_restarts)
-        child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-        with (
-            subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                env=child_env,
-                start_new_session=True,
-            ) as process,
-            _stop_group_on_exit(process),
-        ):
-            for line in process.stdout:
-                tail.append(line)
-                echo(line)
-            code = process.wait()
-    if code != 0:
-        pointer = latest_pointer(config.checkpoint_uri)
-        where = (
-            f"the last checkpoint is epoch {pointer['epoch'] + 1} at "
-            f"{config.checkpoint_uri}/{pointer['file']}; "
-            "running again resumes from it"
-            if pointer
-            else "no checkpoint was written"
-        )
-        raise TrainingFailed(
-            f"torchrun exited with code {code}; {where}.\n{_failure_summary(tail)}--- log ---\n"
-            + digest(list(tail), LOG_TAIL_LINES)
+        run_local(
+            [*TRAINER_COMMAND, "--config", config_path],
+            nproc_per_node,
+            max_restarts,
+            echo=echo,
+            env=env,
+            explain_failure=lambda: resume_hint(config.checkpoint_uri),
         )
 
 

@@ -18,7 +18,9 @@ from support.cluster.build import versions
 from mlworkloads.images import TRAINER_IMAGE
 from mlworkloads.rbac import rbac_manifests
 from mlworkloads.training.config import TrainConfig
-from mlworkloads.training.pytorchjob_spec import JobSettings, build_job, manifest_dict
+from mlworkloads.training.job_settings import JobSettings
+from mlworkloads.training.launch import trainer_command
+from mlworkloads.training.pytorchjob_spec import build_job, manifest_dict
 
 CONFIG = TrainConfig(
     train_uri="s3://b/t", validation_uri="s3://b/v", preprocessor_uri="s3://b/p", output_uri="s3://b/m"
@@ -42,7 +44,9 @@ def test_the_shipped_role_grants_the_launchers_verbs_to_a_real_token_and_refuses
     kube_cluster.kubectl("apply", "-f", "-", input=rbac_manifests(ns, "pipeline-runner", ns))
     api = _api(kubeconfig)
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-    job = manifest_dict(build_job("granted", ns, JobSettings(image=TRAINER_IMAGE, num_workers=2), CONFIG))
+    job = manifest_dict(
+        build_job("granted", ns, JobSettings(image=TRAINER_IMAGE, num_workers=2), trainer_command(CONFIG))
+    )
     custom.create_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs", job)
     assert custom.list_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs")["items"]
     core.list_namespaced_pod(ns)
@@ -61,7 +65,9 @@ def test_the_shipped_role_grants_the_launchers_verbs_to_a_real_token_and_refuses
 
 
 def test_the_training_operators_webhook_refuses_a_job_with_two_masters(kube_cluster, cluster_namespace):
-    job = manifest_dict(build_job("two-masters", cluster_namespace, JobSettings(image=TRAINER_IMAGE), CONFIG))
+    job = manifest_dict(
+        build_job("two-masters", cluster_namespace, JobSettings(image=TRAINER_IMAGE), trainer_command(CONFIG))
+    )
     job["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = 2
     done = kube_cluster.kubectl("create", "-f", "-", input=json.dumps(job), check=False)
     assert done.returncode != 0

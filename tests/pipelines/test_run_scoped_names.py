@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mlworkloads.kube import RunIdentityError, resolve_run_id, resolve_task_name
-from mlworkloads.training.pytorchjob_spec import job_name
+from mlworkloads.training.job_settings import job_name
 
 COMPILED = pathlib.Path(__file__).resolve().parents[2] / "compiled" / "pipelines"
 PIPELINE_FILES = sorted(COMPILED.glob("*.yaml"))

@@ -6,7 +6,6 @@ schema and the training operator's webhook and controller all judge what it send
 are pods the operator creates, run by the pod runner (support/cluster/pod_runner.py) with torchrun.
 """
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -14,101 +13,20 @@ import pathlib
 import pytest
 from kubeflow.training import TrainingClient
 from support import rbac
+from support.launcher import TRAINING, as_runner, missing_fields, train_as
 
 from mlworkloads.images import TRAINER_IMAGE
 from mlworkloads.kube import AdmissionDenied
-from mlworkloads.rbac import rbac_manifests
 from mlworkloads.training import launch
 from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.job_settings import JobSettings, job_name
 from mlworkloads.training.pytorchjob import JobFailed, PyTorchJobRunner, delete_run_jobs
-from mlworkloads.training.pytorchjob_spec import JobSettings, build_job, job_name, manifest_dict
-
-TRAINING = {"epochs": 1, "batch_size": 512, "hidden_sizes": [32]}
-RUNNER = "pipeline-runner"
-
-
-@dataclasses.dataclass
-class Launcher:
-    """Where the launcher runs in the cluster: its namespace and service account."""
-
-    cluster: object
-    namespace: str
-
-    def jobs(self) -> list[dict]:
-        return self.cluster.objects("pytorchjobs", self.namespace)
-
-    def calls(self):
-        """(verb, resource) -> count of the requests the launcher's account made (the audit log)."""
-        return self.cluster.api_calls(self.namespace, RUNNER)
-
-    def claim(self, name: str, directory: pathlib.Path) -> None:
-        """A ReadWriteMany claim bound to `directory` (a hostPath volume), as the test process sees it."""
-        directory.mkdir(parents=True, exist_ok=True)
-        volume = f"{self.namespace}-{name}"
-        access = {"accessModes": ["ReadWriteMany"], "storageClassName": ""}
-        pv = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                **access,
-                "capacity": {"storage": "1Gi"},
-                "hostPath": {"path": str(directory)},
-                "claimRef": {"namespace": self.namespace, "name": name},
-            },
-        }
-        pvc = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {**access, "volumeName": volume, "resources": {"requests": {"storage": "1Gi"}}},
-        }
-        for manifest in (pv, pvc):
-            self.cluster.kubectl("create", "-f", "-", input=json.dumps(manifest))
-
-
-def _as_runner(kube_cluster, namespace, tmp_path, monkeypatch, role: bool = True) -> Launcher:
-    kubeconfig = kube_cluster.service_account_kubeconfig(namespace, RUNNER, tmp_path / "runner.kubeconfig")
-    if role:
-        kube_cluster.kubectl("apply", "-f", "-", input=rbac_manifests(namespace, RUNNER, namespace))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    return Launcher(kube_cluster, namespace)
-
-
-@pytest.fixture
-def launcher(kube_cluster, cluster_namespace, tmp_path, monkeypatch) -> Launcher:
-    """The launcher's identity: `pipeline-runner` with the shipped Role, its token in KUBECONFIG."""
-    return _as_runner(kube_cluster, cluster_namespace, tmp_path, monkeypatch)
-
-
-def _train(launcher, features, tmp_path, job=None, **kwargs):
-    inputs = {k: launch.Inputs(features[k], features[k]) for k in ("train", "validation", "preprocessor")}
-    lines = []
-    options = dict(
-        backend="pytorchjob",
-        run_id="run-1",
-        task_name="train-pytorchjob",
-        poll_interval_seconds=1,
-        wait_timeout_seconds=300,
-        echo=lines.append,
-    )
-    options.update(kwargs)
-    summary = launch.train(
-        train_features=inputs["train"],
-        validation_features=inputs["validation"],
-        preprocessor=inputs["preprocessor"],
-        model_dir=str(tmp_path / "out" / "model"),
-        training=TRAINING,
-        job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1, "namespace": launcher.namespace}
-        | (job or {}),
-        **options,
-    )
-    return summary, lines
+from mlworkloads.training.pytorchjob_spec import build_job, manifest_dict
 
 
 @pytest.mark.e2e
 def test_a_two_replica_pytorchjob_trains_the_model_and_is_deleted(sample_features, tmp_path, launcher):
-    summary, lines = _train(launcher, sample_features, tmp_path)
+    summary, lines = train_as(launcher, sample_features, tmp_path)
     assert sorted(os.listdir(tmp_path / "out" / "model")) == [
         "metrics.json",
         "model.json",
@@ -126,7 +44,7 @@ def test_the_volume_bridge_stages_inputs_on_the_pvc_and_the_replicas_train_from_
     mount = tmp_path / "pvc"
     launcher.claim("training-data", mount)
     job = {"pvc_name": "training-data", "pvc_mount": str(mount)}
-    summary, _ = _train(launcher, sample_features, tmp_path, job=job, bridge="volume", keep_job=True)
+    summary, _ = train_as(launcher, sample_features, tmp_path, job=job, bridge="volume", keep_job=True)
     assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
     (staging,) = [p for p in mount.iterdir() if p.is_dir()]
     assert sorted(p.name for p in (staging / "inputs").iterdir()) == ["preprocessor", "train", "validation"]
@@ -148,7 +66,7 @@ def test_the_workspace_bridge_mounts_the_passed_through_workspace_in_the_replica
     volume = {"name": "kfp-workspace", "persistentVolumeClaim": {"claimName": "run-1-kfp-workspace"}}
     mount = {"name": "kfp-workspace", "mountPath": str(workspace)}
     job = {"volumes": [volume], "volume_mounts": [mount]}
-    summary, _ = _train(
+    summary, _ = train_as(
         launcher, sample_features, tmp_path, job=job, bridge="workspace", workspace_path=str(workspace), keep_job=True
     )
     assert summary["world_size"] == 2 and (tmp_path / "out" / "model" / "model.pt").is_file()
@@ -170,7 +88,7 @@ def test_the_workspace_bridge_refuses_to_start_without_a_mounted_workspace(
     sample_features, tmp_path, launcher, job, workspace_path, message
 ):
     with pytest.raises(ConfigError, match=message):
-        _train(launcher, sample_features, tmp_path, job=job, bridge="workspace", workspace_path=workspace_path)
+        train_as(launcher, sample_features, tmp_path, job=job, bridge="workspace", workspace_path=workspace_path)
     assert not launcher.calls()
 
 
@@ -185,14 +103,16 @@ def test_a_pvc_the_task_mounts_itself_is_not_mounted_twice_in_the_replicas():
     )
     config = TrainConfig(train_uri="/mnt/data/t", validation_uri="/mnt/data/v", preprocessor_uri="/mnt/data/p",
                          output_uri="/mnt/data/m")  # fmt: skip
-    pod = manifest_dict(build_job("j", "default", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"]
+    pod = manifest_dict(build_job("j", "default", settings, launch.trainer_command(config)))["spec"][
+        "pytorchReplicaSpecs"
+    ]["Master"]
     mounts = [m["mountPath"] for m in pod["template"]["spec"]["containers"][0]["volumeMounts"]]
     assert sorted(mounts) == ["/dev/shm", "/mnt/data"]
 
 
 def test_the_volume_bridge_needs_a_pvc(sample_features, tmp_path, launcher):
     with pytest.raises(ConfigError, match="bridge='volume' needs pvc_name"):
-        _train(launcher, sample_features, tmp_path, bridge="volume")
+        train_as(launcher, sample_features, tmp_path, bridge="volume")
     assert not launcher.calls()
 
 
@@ -200,7 +120,7 @@ def test_the_volume_bridge_needs_a_pvc(sample_features, tmp_path, launcher):
 def test_a_failing_replica_fails_the_step_with_its_log_tail_and_no_job_is_left(sample_features, tmp_path, launcher):
     broken = dict(sample_features, train=str(tmp_path / "missing.parquet"))
     with pytest.raises(JobFailed) as err:
-        _train(launcher, broken, tmp_path)
+        train_as(launcher, broken, tmp_path)
     message = str(err.value)
     assert "condition Failed=True" in message
     assert "--- log of train-train-pytorchjob-" in message
@@ -210,7 +130,7 @@ def test_a_failing_replica_fails_the_step_with_its_log_tail_and_no_job_is_left(s
 
 def test_a_job_that_stays_pending_times_out_and_is_deleted(sample_features, tmp_path, launcher):
     with pytest.raises(JobFailed) as err:
-        _train(launcher, sample_features, tmp_path, job={"gpus_per_worker": 1}, wait_timeout_seconds=3)
+        train_as(launcher, sample_features, tmp_path, job={"gpus_per_worker": 1}, wait_timeout_seconds=3)
     assert "did not succeed within 3 s" in str(err.value)
     assert "Insufficient nvidia.com/gpu" in str(err.value)
     assert launcher.jobs() == []
@@ -225,17 +145,19 @@ def test_a_retried_step_adopts_the_job_it_already_created(sample_features, tmp_p
         name,
         launcher.namespace,
         JobSettings(image=TRAINER_IMAGE, num_workers=2),
-        TrainConfig(
-            train_uri=sample_features["train"],
-            validation_uri=sample_features["validation"],
-            preprocessor_uri=sample_features["preprocessor"],
-            output_uri=f"{staging}/model",
-            checkpoint_uri=f"{staging}/checkpoints",
-            **TRAINING,
+        launch.trainer_command(
+            TrainConfig(
+                train_uri=sample_features["train"],
+                validation_uri=sample_features["validation"],
+                preprocessor_uri=sample_features["preprocessor"],
+                output_uri=f"{staging}/model",
+                checkpoint_uri=f"{staging}/checkpoints",
+                **TRAINING,
+            )
         ),
     )
     TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(job=first_attempt, namespace=launcher.namespace)
-    summary, lines = _train(launcher, sample_features, tmp_path)
+    summary, lines = train_as(launcher, sample_features, tmp_path)
     assert any("adopting the existing PyTorchJob" in line for line in lines)
     assert launcher.calls()[("create", "pytorchjobs.kubeflow.org")] == 2  # one 201, one 409
     assert summary["job_name"] == name
@@ -263,11 +185,11 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, l
     config = TrainConfig(
         train_uri="s3://b/t", validation_uri="s3://b/v", preprocessor_uri="s3://b/p", output_uri="s3://b/m"
     )
-    sent = build_job("gpu-job", launcher.namespace, settings, config)
+    sent = build_job("gpu-job", launcher.namespace, settings, launch.trainer_command(config, settings.max_restarts))
     TrainingClient(config_file=os.environ["KUBECONFIG"]).create_job(job=sent, namespace=launcher.namespace)
     (stored,) = launcher.jobs()  # what the API server stored, as JSON
     # The CRD's structural schema prunes unknown fields silently: every field sent is still there.
-    assert _missing(manifest_dict(sent)["spec"], stored["spec"]) == []
+    assert missing_fields(manifest_dict(sent)["spec"], stored["spec"]) == []
     assert stored["apiVersion"] == "kubeflow.org/v1" and stored["kind"] == "PyTorchJob"
     spec = stored["spec"]
     assert spec["nprocPerNode"] == "4"
@@ -301,22 +223,11 @@ def test_the_manifest_carries_gpus_node_selector_tolerations_and_shm(tmp_path, l
     assert stored["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
 
 
-def _missing(sent, stored, path="spec") -> list[str]:
-    """Paths of `sent` that `stored` does not hold (the API server may add defaults)."""
-    if isinstance(sent, dict):
-        if not isinstance(stored, dict):
-            return [path]
-        return [m for k, v in sent.items() for m in _missing(v, stored.get(k), f"{path}.{k}")]
-    if isinstance(sent, list):
-        if not isinstance(stored, list) or len(stored) != len(sent):
-            return [path]
-        return [m for i, (a, b) in enumerate(zip(sent, stored, strict=True)) for m in _missing(a, b, f"{path}[{i}]")]
-    return [] if sent == stored else [f"{path}: sent {sent!r}, stored {stored!r}"]
-
-
 def _replica(settings: JobSettings) -> dict:
     config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
-    return manifest_dict(build_job("j", "ns", settings, config))["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    return manifest_dict(build_job("j", "ns", settings, launch.trainer_command(config)))["spec"]["pytorchReplicaSpecs"][
+        "Master"
+    ]["template"]
 
 
 def test_a_cpu_request_set_on_the_task_keeps_the_gpus_and_memory():
@@ -357,9 +268,9 @@ def test_task_resources_passed_through_by_kfp_merge_field_by_field():
 def test_a_forbidden_create_says_which_permission_is_missing(
     sample_features, tmp_path, kube_cluster, cluster_namespace, monkeypatch
 ):
-    unbound = _as_runner(kube_cluster, cluster_namespace, tmp_path, monkeypatch, role=False)
+    unbound = as_runner(kube_cluster, cluster_namespace, tmp_path, monkeypatch, role=False)
     with pytest.raises(PermissionError) as err:
-        _train(unbound, sample_features, tmp_path)
+        train_as(unbound, sample_features, tmp_path)
     assert f"may not create pytorchjobs.kubeflow.org in namespace '{cluster_namespace}' (HTTP 403)" in str(err.value)
     assert "mlworkloads rbac -n" in str(err.value)
 
@@ -368,11 +279,11 @@ def test_a_webhook_refusal_is_reported_as_the_webhooks_reason_not_as_a_missing_p
     """The API server answers 403 for a denying admission webhook, as for RBAC: the launcher must
     not tell the user to apply a Role they already hold."""
     config = TrainConfig(train_uri="t", validation_uri="v", preprocessor_uri="p", output_uri="m")
-    job = build_job("two-masters", launcher.namespace, JobSettings(image=TRAINER_IMAGE), config)
+    job = build_job("two-masters", launcher.namespace, JobSettings(image=TRAINER_IMAGE), launch.trainer_command(config))
     job.spec.pytorch_replica_specs["Master"].replicas = 2
     runner = PyTorchJobRunner(TrainingClient(config_file=os.environ["KUBECONFIG"]), launcher.namespace, echo=print)
     with pytest.raises(AdmissionDenied) as err:
-        runner.create_or_adopt(job)
+        runner.create_or_adopt(job, job.metadata.name)
     assert 'admission webhook "validator.pytorchjob.training-operator.kubeflow.org" denied the request' in str(
         err.value
     )
@@ -395,7 +306,7 @@ def test_a_webhook_refusal_is_reported_as_the_webhooks_reason_not_as_a_missing_p
 )
 def test_bad_job_settings_are_refused_before_anything_is_created(sample_features, tmp_path, launcher, job, message):
     with pytest.raises(ConfigError) as err:
-        _train(launcher, sample_features, tmp_path, job=job)
+        train_as(launcher, sample_features, tmp_path, job=job)
     assert message in str(err.value)
     assert not launcher.calls()
 
@@ -424,9 +335,9 @@ def test_job_names_are_stable_per_task_and_distinct_across_runs():
 def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no_more(
     sample_features, tmp_path, launcher
 ):
-    _train(launcher, sample_features, tmp_path)  # the success path
+    train_as(launcher, sample_features, tmp_path)  # the success path
     with pytest.raises(JobFailed):  # and the failure path, which reads events and every replica's log
-        _train(launcher, dict(sample_features, train=str(tmp_path / "missing")), tmp_path / "again", run_id="run-2")
+        train_as(launcher, dict(sample_features, train=str(tmp_path / "missing")), tmp_path / "again", run_id="run-2")
     client = TrainingClient(config_file=os.environ["KUBECONFIG"])
     delete_run_jobs(client, launcher.namespace, "run-2", echo=lambda _: None)  # the exit handler's clean-up
     granted = rbac.granted(pathlib.Path(launch.__file__).with_name("rbac.yaml"))
@@ -435,6 +346,8 @@ def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no
     # Used only when run_id is KFP's placeholder (own pod) or the inputs are in KFP's store
     # (the kfp-launcher ConfigMap and its Secret): the artifact-store test checks those.
     conditional = {("get", "pods"), ("get", "configmaps"), ("get", "secrets")}
+    # The same verbs on TrainJobs, used with job_kind "trainjob" (tests/training/test_trainjob.py).
+    conditional |= {(verb, "trainjobs.trainer.kubeflow.org") for verb in ("create", "get", "list", "delete")}
     assert granted - used == conditional, f"granted but unused: {granted - used}"
 
 
@@ -444,7 +357,10 @@ def test_the_exit_handlers_clean_up_deletes_only_the_runs_jobs(tmp_path, launche
     for run in ("run-a", "run-a", "run-b"):
         settings = JobSettings(image=TRAINER_IMAGE, gpus_per_worker=1, labels={"mlworkloads.io/pipeline-run": run})
         name = job_name(run, "train", str(len(launcher.jobs())))
-        client.create_job(job=build_job(name, launcher.namespace, settings, config), namespace=launcher.namespace)
+        client.create_job(
+            job=build_job(name, launcher.namespace, settings, launch.trainer_command(config)),
+            namespace=launcher.namespace,
+        )
     deleted = delete_run_jobs(client, launcher.namespace, "run-a", echo=lambda _: None)
     assert len(deleted) == 2
     assert [j["metadata"]["labels"]["mlworkloads.io/pipeline-run"] for j in launcher.jobs()] == ["run-b"]
