@@ -12,7 +12,7 @@ from mlworkloads.training.torchrun import cluster_command, local_command
 ALLREDUCE = (
     "import os, sys, torch, torch.distributed as dist; dist.init_process_group('gloo'); "
     "t = torch.ones(1) * (dist.get_rank() + 1); dist.all_reduce(t); "
-    "sys.stdout.write(f'rank {dist.get_rank()} of {dist.get_world_size()} local {os.environ[\"LOCAL_RANK\"]}: "
+    'sys.stdout.write(f\'rank {dist.get_rank()} of {dist.get_world_size()} local {os.environ["LOCAL_RANK"]}: '
     "sum {t.item():g}\\n'); sys.stdout.flush(); dist.destroy_process_group()"
 )
 
