@@ -7,6 +7,7 @@ the same under `kfp.local.SubprocessRunner` and in a cluster.
 
 from mlworkloads.components.deploy_inferenceservice import deploy_inferenceservice
 from mlworkloads.components.evaluate_model import evaluate_model
+from mlworkloads.components.evaluate_predictions import evaluate_predictions
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
 from mlworkloads.components.launch_training_job import launch_training_job
@@ -18,6 +19,7 @@ from mlworkloads.components.train_pytorchjob import train_pytorchjob
 __all__ = [
     "deploy_inferenceservice",
     "evaluate_model",
+    "evaluate_predictions",
     "fit_preprocessor",
     "ingest_table",
     "launch_training_job",

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from mlworkloads.training.evaluation import expected_scores
+from mlworkloads.training.predictions import expected_scores
 
 SMOKE_ROWS = 64
 TOLERANCE = 1e-4

@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 from mlworkloads.data import metrics as quality
 from mlworkloads.data.errors import DataError
 from mlworkloads.training.export import LoadedModel
+from mlworkloads.training.predictions import Scored, predictions_table
 
 _COMPARISON = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 _OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -62,27 +63,27 @@ def score(model: LoadedModel, test: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return labels, model.predict_columns(test)
 
 
-def evaluate(
-    challenger: LoadedModel,
-    test: pa.Table,
+def judge(
+    task: str,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    classes: list[str] | None,
     thresholds: dict[str, str] | None = None,
-    champion: LoadedModel | None = None,
+    champion_scores: np.ndarray | None = None,
     min_improvement: float = 0.0,
     primary_metric: str = "",
 ) -> Evaluation:
-    """Scores the challenger, checks the thresholds and, given a champion, that it beats it.
+    """The gate on any model's scores: metrics, thresholds and, given the champion's scores on the
+    same rows, whether the challenger beats it on `primary_metric` by `min_improvement`.
 
     Args:
-        challenger: The model just trained.
-        test: The raw test split (features and label).
+        task: "binary", "multiclass" or "regression".
+        labels: Class indices (in `classes` order), or target values for regression.
+        scores: Probabilities (n, classes), or predicted values (n,).
+        classes: The class names; None for regression.
         thresholds: Metric name -> comparison, e.g. {"roc_auc": ">=0.70", "log_loss": "<=0.6"}.
-        champion: The currently deployed model, scored on the same rows.
-        min_improvement: How much the challenger must beat the champion by on `primary_metric`.
-        primary_metric: Metric for the champion comparison; empty for the task's default.
     """
     rules = parse_thresholds(thresholds or {})
-    labels, scores = score(challenger, test)
-    task = challenger.task
     result = quality.compute(task, labels, scores)
     reasons, passed = [], True
     for name, (op, bound) in rules.items():
@@ -92,11 +93,8 @@ def evaluate(
         passed &= ok
         reasons.append(f"{name} = {result[name]:.4f} {'meets' if ok else 'fails'} {op}{bound:g}")
     champion_result = None
-    if champion is not None:
-        if champion.task != task or champion.preprocessor.classes != challenger.preprocessor.classes:
-            raise DataError("the champion model predicts a different task or classes; it cannot be compared.")
-        champion_labels, champion_scores = score(champion, test)
-        champion_result = quality.compute(task, champion_labels, champion_scores)
+    if champion_scores is not None:
+        champion_result = quality.compute(task, labels, champion_scores)
         metric = primary_metric or quality.PRIMARY_METRIC[task][0]
         if metric not in result:
             raise DataError(f"primary_metric {metric!r} is not a metric of a {task} model: {sorted(result)}.")
@@ -114,14 +112,14 @@ def evaluate(
     evaluation = Evaluation(
         task=task,
         metrics=result,
-        predictions=_predictions(challenger, scores),
+        predictions=predictions_table(task, classes, scores),
         passed=bool(passed),
         reasons=reasons,
         champion_metrics=champion_result,
     )
     if task != "regression":
         predicted = scores.argmax(axis=1)
-        evaluation.classes = [str(c) for c in challenger.preprocessor.classes]
+        evaluation.classes = [str(c) for c in classes]
         evaluation.confusion = skm.confusion_matrix(labels, predicted, labels=range(len(evaluation.classes))).tolist()
         if task == "binary":
             fpr, tpr, thresholds_ = skm.roc_curve(labels, scores[:, 1])
@@ -134,32 +132,76 @@ def evaluate(
     return evaluation
 
 
-# The predictions table (the `predictions` artifact), written here and read by `expected_scores`:
-# a regression's `prediction`, or a classifier's `predicted_class` and one `probability_<class>`
-# column per class, in the preprocessor's class order.
-PREDICTION_COLUMN = "prediction"
-PREDICTED_CLASS_COLUMN = "predicted_class"
+def evaluate(
+    challenger: LoadedModel,
+    test: pa.Table,
+    thresholds: dict[str, str] | None = None,
+    champion: LoadedModel | None = None,
+    min_improvement: float = 0.0,
+    primary_metric: str = "",
+) -> Evaluation:
+    """Scores the built-in challenger on the raw test split and `judge`s it (against the champion
+    model scored on the same rows, when given).
+
+    Args:
+        challenger: The model just trained.
+        test: The raw test split (features and label).
+        champion: The currently deployed model.
+        Others: as `judge`.
+    """
+    labels, scores = score(challenger, test)
+    champion_scores = None
+    if champion is not None:
+        if champion.task != challenger.task or champion.preprocessor.classes != challenger.preprocessor.classes:
+            raise DataError("the champion model predicts a different task or classes; it cannot be compared.")
+        champion_scores = score(champion, test)[1]
+    classes = None if challenger.task == "regression" else list(challenger.preprocessor.classes)
+    evaluation = judge(
+        challenger.task, labels, scores, classes, thresholds, champion_scores, min_improvement, primary_metric
+    )
+    # The smoke test sends these rows and expects these scores; the label makes the table
+    # one any model's evaluation reads (evaluate_predictions).
+    evaluation.predictions = predictions_table(
+        challenger.task,
+        classes,
+        scores,
+        labels=pa.array([str(v) for v in test[challenger.preprocessor.label].to_pylist()]),
+    )
+    return evaluation
 
 
-def probability_column(label) -> str:
-    return f"probability_{label}"
-
-
-def _predictions(model: LoadedModel, scores: np.ndarray) -> pa.Table:
-    """Test-set predictions: the deploy smoke test sends the same rows and expects these."""
-    if model.task == "regression":
-        return pa.table({PREDICTION_COLUMN: scores.astype(np.float64)})
-    columns = {PREDICTED_CLASS_COLUMN: [str(model.preprocessor.classes[i]) for i in scores.argmax(axis=1)]}
-    for index, name in enumerate(model.preprocessor.classes):
-        columns[probability_column(name)] = scores[:, index].astype(np.float64)
-    return pa.table(columns)
-
-
-def expected_scores(predictions: pa.Table, classes: list | None, rows: int) -> np.ndarray:
-    """The first `rows` offline scores of a predictions table: values, or (rows, classes) probabilities."""
-    if classes is None:
-        return predictions[PREDICTION_COLUMN].to_numpy()[:rows]
-    return np.column_stack([predictions[probability_column(c)].to_numpy()[:rows] for c in classes])
+def evaluate_predictions(
+    challenger: Scored,
+    thresholds: dict[str, str] | None = None,
+    champion: Scored | None = None,
+    min_improvement: float = 0.0,
+    primary_metric: str = "",
+) -> Evaluation:
+    """`judge`s a predictions table of any model (`predictions.read_predictions`), against the
+    champion's predictions for the same rows when given."""
+    champion_scores = None
+    if champion is not None:
+        if (champion.task, champion.classes) != (challenger.task, challenger.classes):
+            raise DataError(
+                f"the champion's predictions are for a {champion.task} task with classes {champion.classes}, the "
+                f"challenger's for a {challenger.task} task with classes {challenger.classes}: they cannot be compared."
+            )
+        if len(champion.labels) != len(challenger.labels) or not np.array_equal(champion.labels, challenger.labels):
+            raise DataError(
+                "the champion's predictions are not for the same rows as the challenger's (their labels differ): "
+                "score both models on the same held-out rows, in the same order."
+            )
+        champion_scores = champion.scores
+    return judge(
+        challenger.task,
+        challenger.labels,
+        challenger.scores,
+        challenger.classes,
+        thresholds,
+        champion_scores,
+        min_improvement,
+        primary_metric,
+    )
 
 
 def report_html(evaluation: Evaluation) -> str:
@@ -200,3 +242,32 @@ def summary_json(evaluation: Evaluation) -> str:
         indent=2,
         sort_keys=True,
     )
+
+
+def evaluate_predictions_step(
+    *,
+    predictions_path: str,
+    report_path: str,
+    predictions_file: str = "",
+    label_column: str = "label",
+    task: str = "auto",
+    thresholds: dict[str, str] | None = None,
+    champion_path: str = "",
+    min_improvement: float = 0.0,
+    primary_metric: str = "",
+) -> Evaluation:
+    """What the `evaluate_predictions` component does: read any model's predictions table (and
+    the champion's, for the same rows), gate it, and write the report."""
+    from mlworkloads.data.steps import write_outputs
+    from mlworkloads.training.predictions import read_predictions, read_table
+
+    table, source = read_table(predictions_path, predictions_file)
+    challenger = read_predictions(table, label_column, task, source=source)
+    champion = None
+    if champion_path:
+        champion_table, champion_source = read_table(champion_path, predictions_file)
+        champion = read_predictions(champion_table, label_column, challenger.task, source=champion_source)
+    result = evaluate_predictions(challenger, thresholds, champion, min_improvement, primary_metric)
+    result.predictions = table
+    write_outputs(texts={report_path: report_html(result)})
+    return result

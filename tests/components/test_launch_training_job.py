@@ -1,5 +1,6 @@
-"""launch_training_job as KFP runs it (kfp.local), with a team's own script and data: here under
-torchrun, and as a TrainJob and a PyTorchJob on the REAL test cluster.
+"""launch_training_job and evaluate_predictions as KFP runs them (kfp.local), with a team's own
+script and data: training here under torchrun, and as a TrainJob and a PyTorchJob on the REAL
+test cluster; the gate reads the predictions the team's script wrote.
 
 The script is examples/digits_classifier/train.py, which knows nothing of mlworkloads beyond the
 launcher's environment contract; its data comes from a team's own upstream component.
@@ -15,7 +16,7 @@ import torch
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Model, Output
 
-from mlworkloads.components import launch_training_job
+from mlworkloads.components import evaluate_predictions, launch_training_job
 from mlworkloads.images import COMPONENT_IMAGE, TRAINER_IMAGE
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -38,6 +39,7 @@ def digits_dataset(data: Output[Dataset], rows: int):
 class Trained(NamedTuple):
     model: Model
     metrics: Metrics
+    passed: bool
 
 
 @dsl.pipeline
@@ -53,7 +55,9 @@ def team_training(job_kind: str, num_nodes: int, nproc_per_node: int, namespace:
         nproc_per_node=nproc_per_node,
         namespace=namespace,
     )
-    return Trained(model=train.outputs["model"], metrics=train.outputs["metrics"])
+    # The team's model is gated on the predictions its own script wrote into the model directory.
+    gate = evaluate_predictions(predictions=train.outputs["model"], thresholds={"accuracy": ">=0.9"})
+    return Trained(model=train.outputs["model"], metrics=train.outputs["metrics"], passed=gate.outputs["Output"])
 
 
 def _launch(tmp_path, **options):
@@ -75,6 +79,7 @@ def _check_model(task, world_size: int) -> None:
     correct = sum(r["label"] == r["predicted_class"] for r in rows) / len(rows)
     assert correct == pytest.approx(metrics.metadata["accuracy"])
     assert network(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+    assert task.outputs["passed"] is True
 
 
 @pytest.mark.e2e

@@ -4,8 +4,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlworkloads.data.errors import DataError
-from mlworkloads.training.evaluation import evaluate, parse_thresholds, report_html
+from mlworkloads.training.evaluation import evaluate, evaluate_predictions, parse_thresholds, report_html
 from mlworkloads.training.export import load
+from mlworkloads.training.predictions import read_predictions
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +58,22 @@ def test_evaluation_reports_the_confusion_matrix_roc_curve_and_predictions(bette
     assert sum(map(sum, result.confusion)) == evaluation_split.num_rows
     assert result.classes == ["False", "True"]
     assert result.roc["fpr"][0] == 0.0 and result.roc["tpr"][-1] == 1.0
-    assert result.predictions.column_names == ["predicted_class", "probability_False", "probability_True"]
+    assert result.predictions.column_names == ["label", "predicted_class", "probability_False", "probability_True"]
     assert "Confusion matrix" in report_html(result)
+
+
+def test_the_predictions_table_of_the_built_in_model_scores_the_same_as_any_models(better, worse, evaluation_split):
+    """evaluate_model's table, read as evaluate_predictions reads a team's: the same metrics and verdict."""
+    model = evaluate(better, evaluation_split, {"roc_auc": ">=0.6"}, champion=worse)
+    champion = evaluate(worse, evaluation_split)
+    table = evaluate_predictions(
+        read_predictions(model.predictions),
+        {"roc_auc": ">=0.6"},
+        champion=read_predictions(champion.predictions),
+    )
+    assert table.metrics == pytest.approx(model.metrics) and table.passed is model.passed
+    assert table.champion_metrics == pytest.approx(model.champion_metrics)
+    assert table.confusion == model.confusion and table.classes == model.classes
 
 
 @pytest.mark.parametrize(
