@@ -6,6 +6,7 @@ the same under `kfp.local.SubprocessRunner` and in a cluster.
 """
 
 from mlworkloads.components.deploy_inferenceservice import deploy_inferenceservice
+from mlworkloads.components.deploy_model import deploy_model
 from mlworkloads.components.evaluate_model import evaluate_model
 from mlworkloads.components.evaluate_predictions import evaluate_predictions
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
@@ -18,6 +19,7 @@ from mlworkloads.components.train_pytorchjob import train_pytorchjob
 
 __all__ = [
     "deploy_inferenceservice",
+    "deploy_model",
     "evaluate_model",
     "evaluate_predictions",
     "fit_preprocessor",

@@ -233,15 +233,23 @@ def service_proxy_client(api_client, namespace: str, service: str, port: str, ti
     endpoints from wherever the Kubernetes API is reachable, with the caller's credentials
     (RBAC: `services/proxy`), so a check of one Deployment's pods needs no cluster DNS.
     """
+    import ssl
+
     import httpx
 
     config = api_client.configuration
     authorization = config.get_api_key_with_prefix("authorization") or config.get_api_key_with_prefix("BearerToken")
-    cert = (config.cert_file, config.key_file) if config.cert_file else None
+    # One SSL context with the CA and the client certificate: httpx (0.28) ignores `cert=` when
+    # `verify` is a CA path, and the request then goes out anonymous.
+    context = ssl.create_default_context(cafile=config.ssl_ca_cert or None)
+    if not config.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
     return httpx.Client(
         base_url=f"{config.host.rstrip('/')}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy",
         headers={"Authorization": authorization} if authorization else None,
-        verify=(config.ssl_ca_cert or True) if config.verify_ssl else False,
-        cert=cert,
+        verify=context,
         timeout=timeout,
     )

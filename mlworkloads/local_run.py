@@ -38,8 +38,9 @@ _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Fai
 _PREFIX = re.compile(r"^(?:\d{4}-\d\d-\d\d[ T][\d:,.]+\s+)?(?:\[[^\]]*\]:?\s*)+")
 # Messages of a task's output a person wants to see as they come (the figures that matter).
 HIGHLIGHTS = re.compile(
-    r"^(ingested|split \d+|fitted|training \w+ on|epoch \d+/\d+|early stop|gate|smoke test|canary smoke test|best trial"
-    r"|created InferenceService|promoted|rolled back|local predictor ready)\b"
+    r"^(ingested|split \d+|fitted|training \w+ on|epoch \d+/\d+|early stop|gate|smoke test|best trial"
+    r"|held-out accuracy|verified|canary verified|created InferenceService|promoted|rolled back"
+    r"|local predictor ready)\b"
 )
 
 

@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
-
 from mlworkloads import artifact_store
 from mlworkloads.kube import api_status, forbidden, in_cluster, service_proxy_client
 from mlworkloads.serving.inferenceservice import (
-    HTTP_PORT_NAME,
+    SERVICE_PORT,
+    STORAGE_URI_ANNOTATION,
     ServiceSettings,
     as_dict,
     build,
@@ -33,7 +32,7 @@ from mlworkloads.serving.kserve_api import RBAC_HINT, DeployFailed
 from mlworkloads.serving.kserve_api import call_api as _call
 from mlworkloads.serving.kserve_api import client as _client
 from mlworkloads.serving.kserve_api import namespace_or_default as _namespace
-from mlworkloads.serving.smoke import SmokeTestFailed, smoke_test
+from mlworkloads.serving.smoke import SmokeResult, SmokeTestFailed
 from mlworkloads.serving.storage_secret import ensure_storage_secret
 
 log = logging.getLogger(__name__)
@@ -100,16 +99,16 @@ def _check(
     name = predictor_service(settings.name, predictor or "")
     if in_cluster():
         return smoke(f"http://{name}.{namespace}.svc.cluster.local", None)
-    with service_proxy_client(client.api_instance.api_client, namespace, name, HTTP_PORT_NAME) as http:
+    # By the port's number: KServe serves every Standard-mode predictor Service on 80
+    # (`constants.CommonDefaultHttpPort`), but names that port after the container's port for a
+    # container predictor and after the Service for a model format's runtime.
+    with service_proxy_client(client.api_instance.api_client, namespace, name, str(SERVICE_PORT)) as http:
         return smoke(str(http.base_url), http)
 
 
 def deploy_kserve(
     settings: ServiceSettings,
-    test_rows: pa.Table,
-    expected: pa.Table,
-    feature_columns: list[str],
-    classes: list[Any] | None,
+    verify: Callable[[str, Any], SmokeResult],
     ready_timeout: int = 600,
     poll_interval: int = 5,
     client=None,
@@ -117,18 +116,21 @@ def deploy_kserve(
 ) -> dict[str, Any]:
     """Creates the service, or updates it as a canary; promotes only a verified canary.
 
+    Args:
+        verify: Checks the new model's endpoint: called with its base URL and an HTTP client to
+            send through (None: its own); raises SmokeTestFailed when the answers are wrong
+            (`smoke.smoke_test` for the built-in predictor, `verify.verify_examples` for any model).
+
     Raises:
-        DeployFailed: the new model never became Ready or failed the smoke test; the service
-            was rolled back (canary to 0 and the previous spec restored, or the new service deleted).
+        DeployFailed: the new model never became Ready or failed verification; the service was
+            rolled back (canary to 0 and the previous spec restored, or the new service deleted).
     """
     namespace = _namespace(settings.namespace)
     client = client or _client()
     settings = _with_storage_access(client, settings, namespace)
     live = _get_or_none(client, settings.name, namespace)
 
-    def smoke(base: str, http):
-        return smoke_test(base, settings.name, test_rows, expected, feature_columns, classes, client=http)
-
+    smoke = verify
     if live is None:
         service_object = build(settings, namespace)
         manifest = as_dict(service_object)
@@ -162,7 +164,7 @@ def deploy_kserve(
             canary = canary_predictor_name(manifest)
             service = _wait_canary(client, settings.name, namespace, canary, ready_timeout, poll_interval)
             result = _check(client, service, settings, namespace, canary, smoke)
-        echo(f"canary smoke test passed: {result.rows} rows, max difference {result.max_difference:.2g}")
+        echo(f"canary verified: {result.rows} rows answered as expected, max difference {result.max_difference:.2g}")
     except (DeployFailed, SmokeTestFailed) as err:
         _rollback(client, settings, namespace, previous_spec, echo)
         raise DeployFailed(f"the canary of {namespace}/{settings.name} was rolled back: {err}") from err
@@ -284,8 +286,11 @@ def _wait_rollout(client, settings: ServiceSettings, namespace: str, predictor: 
             return None
 
     def storage_uri(deployment) -> str | None:
+        """The model the Deployment's pods serve: a container predictor's STORAGE_URI, or what
+        KServe records for a model-format predictor's storage initializer."""
         env = {e.name: e.value for c in deployment.spec.template.spec.containers for e in c.env or []}
-        return env.get("STORAGE_URI")
+        annotations = deployment.spec.template.metadata.annotations or {}
+        return env.get("STORAGE_URI") or annotations.get(STORAGE_URI_ANNOTATION)
 
     def rolled_out(deployment) -> bool:
         if deployment is None:

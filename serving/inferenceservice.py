@@ -12,6 +12,8 @@ from kserve import (
     V1beta1InferenceService,
     V1beta1InferenceServiceSpec,
     V1beta1LoggerSpec,
+    V1beta1ModelFormat,
+    V1beta1ModelSpec,
     V1beta1PredictorSpec,
     constants,
 )
@@ -32,9 +34,17 @@ MODEL_MOUNT = "/mnt/models"
 #: The predictor's port name: Knative accepts only "http1" or "h2c", and in Standard mode KServe
 #: names the Service port after it (the service proxy path uses it).
 HTTP_PORT_NAME = "http1"
+#: The port of every Standard-mode predictor Service (KServe's `constants.CommonDefaultHttpPort`).
+SERVICE_PORT = 80
 #: Fields KServe's webhook refuses on a Standard-mode canary, which runs fixed replicas
 #: (`validateCanarySpecs`, pkg/apis/serving/v1beta1/inference_service_validation.go, v0.20.0).
 CANARY_REFUSED_FIELDS = ("maxReplicas", "minReplicas", "scaleMetric", "scaleTarget", "autoScaling")
+PROTOCOLS = ("v1", "v2")
+#: The built-in predictor's command (the image's `python -m mlworkloads.serving`).
+BUILT_IN_COMMAND = ["python", "-m", "mlworkloads.serving"]
+#: Where Standard-mode KServe records a model-format predictor's storage URI on its Deployment
+#: (the storage initializer itself is added to each pod by KServe's pod webhook).
+STORAGE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")
 
 
@@ -74,6 +84,15 @@ class ServiceSettings:
         labels: Labels recording where the model came from (run id, model version).
         storage_secret_name: Secret KServe's storage initializer reads the model with (the
             `serving.kserve.io/storageSecretName` annotation); empty for the service account's.
+        model_format: A KServe model format ("sklearn", "xgboost", "lightgbm", "pytorch",
+            "huggingface", "onnx", ...): the cluster's ServingRuntime for it serves the model and
+            `image`, `command` and `args` are not used. Empty for a container predictor.
+        model_format_version: The format's version, when the runtime asks for one.
+        runtime: A ServingRuntime to use instead of the one KServe selects for the format.
+        protocol_version: "v1" or "v2" for the runtime; empty for its default.
+        command: A custom predictor's command; empty for the built-in one (`BUILT_IN_COMMAND`,
+            with its arguments). The model is at `MODEL_MOUNT`.
+        args: A custom predictor's arguments.
     """
 
     name: str
@@ -100,6 +119,12 @@ class ServiceSettings:
     tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     storage_secret_name: str = ""
+    model_format: str = ""
+    model_format_version: str = ""
+    runtime: str = ""
+    protocol_version: str = ""
+    command: list[str] = dataclasses.field(default_factory=list)
+    args: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if not _DNS_1035.match(self.name or ""):
@@ -137,40 +162,72 @@ class ServiceSettings:
         for name in ("gpus", "scale_target", "timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ServiceConfigError(f"{name}={getattr(self, name)}: expected 0 or more.")
+        if self.protocol_version and self.protocol_version not in PROTOCOLS:
+            raise ServiceConfigError(f"protocol_version={self.protocol_version!r}: expected one of {list(PROTOCOLS)}.")
+        for name in ("command", "args"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ServiceConfigError(f"{name}={value!r}: expected a list of strings.")
+        if self.model_format and (self.command or self.args):
+            raise ServiceConfigError(
+                f"model_format={self.model_format!r} serves the model with the cluster's ServingRuntime; "
+                "command and args are for a custom predictor image. Set one or the other."
+            )
+        if (self.runtime or self.model_format_version) and not self.model_format:
+            raise ServiceConfigError("runtime and model_format_version choose a ServingRuntime: set model_format too.")
+        if not self.model_format and not self.image:
+            raise ServiceConfigError("image is empty: a container predictor needs an image (or set model_format).")
+
+    @property
+    def built_in(self) -> bool:
+        """Whether this is the built-in predictor (our image's own command and arguments)."""
+        return not self.model_format and not self.command
 
 
 def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
-    """The predictor: our image serving the model KServe fetched from `model_uri`."""
+    """The predictor: a ServingRuntime for a model format, or a container (ours by default)
+    serving the model KServe fetched from `model_uri` into `MODEL_MOUNT`."""
     amounts = {"cpu": settings.cpu, "memory": settings.memory}
     if settings.gpus:
         amounts["nvidia.com/gpu"] = str(settings.gpus)
-    container = k8s.V1Container(
-        name="kserve-container",
-        image=settings.image,
-        command=["python", "-m", "mlworkloads.serving"],
-        args=[
-            "--model_name",
-            settings.name,
-            "--model_dir",
-            MODEL_MOUNT,
-            "--http_port",
-            "8080",
-            "--max_batch_size",
-            str(settings.max_batch_size),
-        ],
-        # STORAGE_URI makes KServe run its storage initializer for a custom container.
-        env=[k8s.V1EnvVar(name="STORAGE_URI", value=settings.model_uri)],
-        ports=[k8s.V1ContainerPort(name=HTTP_PORT_NAME, container_port=8080, protocol="TCP")],
-        resources=k8s.V1ResourceRequirements(**merge_resources(amounts, settings.resources)),
-        security_context=k8s.V1SecurityContext(
-            run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False
-        ),
-    )
+    resources = k8s.V1ResourceRequirements(**merge_resources(amounts, settings.resources))
+    model, containers = None, None
+    if settings.model_format:
+        model = V1beta1ModelSpec(
+            model_format=V1beta1ModelFormat(name=settings.model_format, version=settings.model_format_version or None),
+            storage_uri=settings.model_uri,
+            runtime=settings.runtime or None,
+            protocol_version=settings.protocol_version or None,
+            resources=resources,
+        )
+    else:
+        args = settings.args
+        if settings.built_in:
+            args = [
+                "--model_name", settings.name, "--model_dir", MODEL_MOUNT, "--http_port", "8080",
+                "--max_batch_size", str(settings.max_batch_size),
+            ]  # fmt: skip
+        containers = [
+            k8s.V1Container(
+                name="kserve-container",
+                image=settings.image,
+                command=settings.command or BUILT_IN_COMMAND,
+                args=args or None,
+                # STORAGE_URI makes KServe run its storage initializer for a custom container.
+                env=[k8s.V1EnvVar(name="STORAGE_URI", value=settings.model_uri)],
+                ports=[k8s.V1ContainerPort(name=HTTP_PORT_NAME, container_port=8080, protocol="TCP")],
+                resources=resources,
+                security_context=k8s.V1SecurityContext(
+                    run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False
+                ),
+            )
+        ]
     return V1beta1PredictorSpec(
         # Standard mode names the predictor's Deployment and Service after this
         # ({isvc}-{name}-predictor); a canary is promoted by taking over the stable name.
         name=predictor_name(settings.model_uri) if settings.deployment_mode == "Standard" else None,
-        containers=[container],
+        model=model,
+        containers=containers,
         service_account_name=settings.service_account or None,
         image_pull_secrets=[k8s.V1LocalObjectReference(name=n) for n in settings.image_pull_secrets] or None,
         min_replicas=settings.min_replicas,

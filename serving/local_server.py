@@ -8,6 +8,7 @@ serve`-like uses (the demo, the bench, the tests).
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import psutil
 import pyarrow as pa
 
 from mlworkloads.processes import stop_processes
-from mlworkloads.serving.inferenceservice import ServiceSettings, as_dict, build
+from mlworkloads.serving.inferenceservice import MODEL_MOUNT, ServiceSettings, as_dict, build
 from mlworkloads.serving.kserve_api import DeployFailed
 from mlworkloads.serving.smoke import smoke_test
 from mlworkloads.training.export import load
@@ -45,10 +46,35 @@ def local_predictor(
     from mlworkloads.serving.__main__ import arguments
 
     server = arguments(model_dir, name, port, grpc_port, max_batch_size)
-    command = [sys.executable, "-m", "mlworkloads.serving", *server]
+    with _serving([sys.executable, "-m", "mlworkloads.serving", *server], name, port, ready_timeout) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def local_command_server(
+    command: list[str], args: list[str], model_dir: str, name: str, ready_timeout: float = 120.0
+) -> Iterator[str]:
+    """Runs a team's predictor command here as KServe would run its container; yields its base URL.
+
+    The model's local directory stands in for `MODEL_MOUNT` in the arguments (and is its
+    `STORAGE_URI`), and `--http_port` and `--grpc_port` on free ports are appended: KServe's
+    ModelServer reads them, the last given winning. `python` is this interpreter.
+    """
+    port, grpc_port = free_port(), free_port()
+    program = [sys.executable if command[0] in ("python", "python3") else command[0], *command[1:]]
+    argv = [*program, *(a.replace(MODEL_MOUNT, model_dir) for a in args)]
+    argv += ["--http_port", str(port), "--grpc_port", str(grpc_port)]
+    with _serving(argv, name, port, ready_timeout, env={"STORAGE_URI": model_dir}) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _serving(argv: list[str], name: str, port: int, ready_timeout: float, env: dict[str, str] | None = None):
     # The server's log goes to a file: a pipe nobody drains fills up and blocks the server.
     with tempfile.NamedTemporaryFile("w+", prefix=f"predictor-{name}-", suffix=".log") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base, name, process, ready_timeout, log_file.name)
@@ -109,3 +135,33 @@ def deploy_local(
         "note": "the local predictor is stopped after the check",
     }
     return {"manifest": manifest, "status": status, "url": url}
+
+
+def deploy_command_locally(
+    settings: ServiceSettings, model_dir: str, verify: Callable[[str], Any], echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """A custom predictor's command served here and verified; returns the manifest a cluster would get.
+
+    Raises:
+        DeployFailed: a model format (its runtime is the cluster's), or no local model directory.
+    """
+    if settings.model_format or not settings.command:
+        raise DeployFailed(
+            "the local backend runs a custom predictor's command on this machine; a model format is served by "
+            "the cluster's ServingRuntime: deploy with backend 'kserve' (or 'auto' in a pipeline on the cluster)."
+        )
+    if not model_dir or not os.path.isdir(model_dir):
+        raise DeployFailed(f"the local backend serves a local model directory; {model_dir!r} is not one.")
+    manifest = as_dict(build(settings, settings.namespace or "default"))
+    with local_command_server(settings.command, settings.args, model_dir, settings.name) as base:
+        echo(f"local predictor ready at {base}")
+        result = verify(base)
+        echo(f"verified: {result.rows} examples answered as expected, max difference {result.max_difference:.2g}")
+    status = {
+        "backend": "local",
+        "ready": True,
+        "url": base,
+        "verified": {"examples": result.rows, "max_difference": result.max_difference},
+        "note": "the local predictor is stopped after the check",
+    }
+    return {"manifest": manifest, "status": status, "url": base}

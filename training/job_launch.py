@@ -327,7 +327,7 @@ def launch_step(
     """
     if not isinstance(args, list):
         raise ConfigError(f"args={args!r}: expected a list of strings.")
-    program = [*command, *(str(a) for a in args)] if isinstance(command, list) else command
+    program = [*command, *(_argument(a) for a in args)] if isinstance(command, list) else command
     result = launch_job(
         command=program,
         model_dir=model_dir,
@@ -345,3 +345,11 @@ def launch_step(
     }
     metadata = {"job_kind": result.job_kind, "job_name": result.job_name, "files": result.files, **metrics}
     return LaunchStepResult(metadata=metadata, metrics=metrics)
+
+
+def _argument(value: Any) -> str:
+    """One command-line argument: KFP carries the numbers in a list as floats (protobuf Value),
+    so a pipeline's `epochs` of 8 arrives as 8.0; a whole float is written as the integer."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -136,6 +136,11 @@ class TestCluster:
         custom = [d for d in documents if d["kind"] in own_kinds]
         if custom:
             self.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(custom))
+        # The ClusterServingRuntimes of KServe's release (its `kserve-cluster-resources`): the
+        # model formats' servers. Only those whose image the pod runner can run start here
+        # (scikit-learn's); the others are admitted and would fail to pull.
+        runtimes = self.kubectl("kustomize", str(self.built.source("kserve") / "config/runtimes"))
+        self.kubectl("apply", "--server-side", "-f", "-", input=runtimes.stdout)
 
     def install_jobset(self) -> None:
         """JobSet from its module's own ``config/default`` (what its release's manifests.yaml is

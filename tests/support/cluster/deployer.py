@@ -1,8 +1,9 @@
 """The deploy step as a pipeline runs it: in a pod of the test cluster, as `pipeline-runner`.
 
 `Deployer.deploy` writes the step's input artifacts, runs `deploy_step` (what the
-`deploy_inferenceservice` component calls) in a pod of our component image under the service
-account that holds exactly the shipped Roles, and reads back its phase, log and output artifacts.
+`deploy_inferenceservice` component calls; `Deployer.deploy_model` runs `deploy_model_step`, what
+`deploy_model` calls) in a pod of our component image under the service account that holds
+exactly the shipped Roles, and reads back its phase, log and output artifacts.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from mlworkloads.training.evaluation import evaluate
 from mlworkloads.training.export import load
 
 RUNNER = "pipeline-runner"
-DEPLOY = (
-    "import json, sys; from mlworkloads.serving.deploy_step import deploy_step; "
-    "print('endpoint:', deploy_step(**json.loads(sys.argv[1])))"
+STEP = (
+    "import json, sys; from mlworkloads.serving import deploy_step; "
+    "print('endpoint:', getattr(deploy_step, sys.argv[1])(**json.loads(sys.argv[2])))"
 )
 
 
@@ -74,10 +75,40 @@ class Deployer:
             "ready_timeout_seconds": ready_timeout,
             "poll_interval_seconds": 1,
         }
+        return self._run("deploy_step", step, arguments, ready_timeout)
+
+    def deploy_model(
+        self, model_uri, examples, *, name="any-model", protocol="v1", ready_timeout=120, **settings
+    ) -> Deployed:
+        """Runs `deploy_model_step` (what `deploy_model` calls) in a pod, Standard mode unless told."""
+        step = self.workdir / f"deploy-{uuid.uuid4().hex[:6]}"
+        step.mkdir()
+        arguments = {
+            "model_uri": model_uri,
+            "examples": examples,
+            "protocol": protocol,
+            "settings": {
+                "name": name,
+                "image": "",
+                "namespace": self.namespace,
+                "deployment_mode": "Standard",
+                "canary_traffic_percent": 20,
+                **settings,
+            },
+            "backend": "kserve",
+            "run_id": "run-7",
+            "manifest_path": str(step / "manifest.json"),
+            "status_path": str(step / "status.json"),
+            "ready_timeout_seconds": ready_timeout,
+            "poll_interval_seconds": 1,
+        }
+        return self._run("deploy_model_step", step, arguments, ready_timeout)
+
+    def _run(self, function: str, step: pathlib.Path, arguments: dict, ready_timeout: int) -> Deployed:
         phase, log = self.cluster.run_pod(
             self.namespace,
             step.name,
-            ["python", "-c", DEPLOY, json.dumps(arguments)],
+            ["python", "-c", STEP, function, json.dumps(arguments)],
             service_account=RUNNER,
             timeout=ready_timeout * 3 + 120,
         )

@@ -91,6 +91,7 @@ class Image:
     wildcard_ports: tuple[int, ...] = ()
     command: tuple[str, ...] = ()  # the image's ENTRYPOINT, for a container that sets no command
     config_file: str = ""
+    pythonpath: tuple[str, ...] = ()  # where the image's own Python packages are (its PYTHONPATH)
 
 
 def bound_to(config_text: str, pod_ip: str) -> str:
@@ -153,6 +154,13 @@ def images(bin_dir: Path) -> dict[str, Image]:
         "kserve/storage-initializer": Image(
             {},
             command=(sys.executable, str(kserve_source / "python/storage-initializer/scripts/initializer-entrypoint")),
+        ),
+        # KServe's scikit-learn runtime (ClusterServingRuntime kserve-sklearnserver): the image's
+        # own server package from the KServe module, on this virtualenv's kserve and scikit-learn.
+        "kserve/sklearnserver": Image(
+            {},
+            command=(sys.executable, "-m", "sklearnserver"),
+            pythonpath=(str(kserve_source / "python/sklearnserver"),),
         ),
         # The PyTorchJob init container waits for the master's DNS name with busybox's nslookup;
         # here names are in /etc/hosts, so `nslookup` is a getent shim (shims/nslookup).
@@ -388,6 +396,9 @@ class PodWorld:
             "LD_PRELOAD": str(self.runner.bind_shim),
             "MLWORKLOADS_POD_IP": self.pod_ip,
         }
+        image = self.runner.images.get(image_name(container.image))
+        if image and image.pythonpath:
+            env["PYTHONPATH"] = ":".join(image.pythonpath)
         for source in container.env_from or []:
             prefix = source.prefix or ""
             if source.secret_ref is not None:
