@@ -43,6 +43,7 @@ lint: setup
 
 compile: setup
 	$(BIN)/mlworkloads compile --out compiled
+	$(BIN)/mlworkloads catalog
 
 ## The tests' cluster for a person: builds (or reuses) its binaries from their pinned Go modules,
 ## starts it, prints `kubeconfig: <path>` (cluster-admin) and stays up until Ctrl-C.

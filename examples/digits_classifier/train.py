@@ -7,7 +7,8 @@ It knows nothing of mlworkloads. `launch_training_job` runs it under torchrun on
   with fsspec so a path and an object-store URI both work; scikit-learn's bundled copy when the
   variable is unset;
 - the model: rank 0 writes `model.pt` (TorchScript: a server needs no class to load it),
-  `predictions.csv` on the held-out images and `metrics.json` to `$MLWORKLOADS_MODEL_DIR`.
+  `predictions.csv` on the held-out images (with each image's row in the data) and
+  `metrics.json` to `$MLWORKLOADS_MODEL_DIR`.
 
     torchrun --standalone --nproc-per-node=2 train.py --epochs 8
 """
@@ -64,10 +65,11 @@ def load(uri: str | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split(images: np.ndarray, labels: np.ndarray, seed: int = 0):
-    """The same held-out fifth on every rank (a fixed permutation)."""
+    """The same held-out fifth on every rank (a fixed permutation); the held-out rows' indices too."""
     order = np.random.default_rng(seed).permutation(len(labels))
     cut = int(len(order) * (1 - HELD_OUT))
-    return (images[order[:cut]], labels[order[:cut]]), (images[order[cut:]], labels[order[cut:]])
+    held_out = order[cut:]
+    return (images[order[:cut]], labels[order[:cut]]), (images[held_out], labels[held_out]), held_out
 
 
 def main() -> None:
@@ -80,7 +82,7 @@ def main() -> None:
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
-    (train_x, train_y), (test_x, test_y) = split(*load(os.environ.get("MLWORKLOADS_INPUT_TRAIN_DATA")))
+    (train_x, train_y), (test_x, test_y), held_out = split(*load(os.environ.get("MLWORKLOADS_INPUT_TRAIN_DATA")))
     train = TensorDataset(torch.from_numpy(train_x), torch.from_numpy(train_y))
     sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=0)
     loader = DataLoader(train, batch_size=options.batch_size // world, sampler=sampler)
@@ -117,10 +119,11 @@ def main() -> None:
         torch.jit.save(torch.jit.script(model.module), buffer)
         with fs.open(f"{root}/model.pt", "wb") as f:
             f.write(buffer.getvalue())
-        header = "label,predicted_class," + ",".join(f"probability_{c}" for c in range(CLASSES))
+        # `index`: the row of the input data, so a later step can send these images again.
+        header = "index,label,predicted_class," + ",".join(f"probability_{c}" for c in range(CLASSES))
         rows = [
-            f"{label},{guess}," + ",".join(f"{p:.6f}" for p in row)
-            for label, guess, row in zip(test_y, predicted, probabilities, strict=True)
+            f"{index},{label},{guess}," + ",".join(f"{p:.6f}" for p in row)
+            for index, label, guess, row in zip(held_out, test_y, predicted, probabilities, strict=True)
         ]
         with fs.open(f"{root}/predictions.csv", "w") as f:
             f.write("\n".join([header, *rows]) + "\n")

@@ -18,7 +18,8 @@ def test_version_is_the_package_version():
     assert result.exit_code == 0 and result.output.strip() == f"mlworkloads {__version__}"
 
 
-COMMANDS = ["compile", "run", "demo", "serve", "upload", "submit", "schedule", "rbac", "images"]
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+COMMANDS = ["compile", "catalog", "run", "demo", "serve", "upload", "submit", "schedule", "rbac", "images"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -35,6 +36,12 @@ def test_every_command_has_help(command):
         (["run", "data_pipeline", "-p", "colour=blue"], "unknown parameter 'colour'"),
         (["run", "data_pipeline", "-p", "drop_columns=[oops"], "parameter 'drop_columns' takes JSON"),
         (["run", "data_pipeline", "-p", "max_rows"], "expected key=value"),
+        (["run", f"{EXAMPLES}/absent.py:main"], f"no pipeline file '{EXAMPLES}/absent.py'"),
+        (
+            ["run", f"{EXAMPLES}/cancer_screening/pipeline.py:examples_from"],
+            "has no pipeline 'examples_from' (a @dsl.pipeline function); it has ['screening_pipeline']",
+        ),
+        (["run", f"{EXAMPLES}/cancer_screening/pipeline.py:screening_pipeline", "-p", "epochs=3"], "unknown parameter"),
     ],
 )
 def test_run_refuses_bad_parameters_before_running_anything(args, message, tmp_path):
