@@ -49,6 +49,7 @@ def evaluate_model(
         Output: passed: True when every threshold holds and the champion (if any) is beaten.
             Use it as `dsl.If(evaluate.outputs["Output"] == True)`.
     """
+    from mlworkloads.components._spec import log_evaluation
     from mlworkloads.serving.gate import gate_step
 
     result = gate_step(
@@ -63,12 +64,7 @@ def evaluate_model(
         min_improvement=min_improvement,
         primary_metric=primary_metric,
     )
-    for name, value in result.metrics.items():
-        metrics.log_metric(name, round(value, 6))
-    if result.confusion:
-        classification.log_confusion_matrix(result.classes, result.confusion)
-    if result.roc:
-        classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
+    log_evaluation(result, metrics, classification)
     predictions.metadata["rows"] = result.predictions.num_rows
     report.metadata.update({"passed": result.passed, "reasons": result.reasons})
     # A single `Output`, not a NamedTuple: kfp.local resolves only a task's `Output` inside a

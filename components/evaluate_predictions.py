@@ -51,6 +51,7 @@ def evaluate_predictions(
         Output: passed: True when every threshold holds and the champion (if any) is beaten.
             Use it as `dsl.If(evaluate.outputs["Output"] == True)`.
     """
+    from mlworkloads.components._spec import log_evaluation
     from mlworkloads.training.evaluation import evaluate_predictions_step
 
     result = evaluate_predictions_step(
@@ -64,12 +65,7 @@ def evaluate_predictions(
         min_improvement=min_improvement,
         primary_metric=primary_metric,
     )
-    for name, value in result.metrics.items():
-        metrics.log_metric(name, round(value, 6))
-    if result.confusion:
-        classification.log_confusion_matrix(result.classes, result.confusion)
-    if result.roc:
-        classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
+    log_evaluation(result, metrics, classification)
     report.metadata.update({"passed": result.passed, "reasons": result.reasons, "task": result.task})
     return result.passed
 

@@ -118,9 +118,9 @@ def launch_training_job(
         model: The files the job wrote to `$MLWORKLOADS_MODEL_DIR`; metadata names the job.
         metrics: The numeric values of the job's `metrics.json`.
     """
+    from mlworkloads.components._spec import task_config_fields
     from mlworkloads.training.job_launch import Inputs, launch_step
 
-    passed = task_config or dsl.TaskConfig()
     result = launch_step(
         command=command,
         args=args or [],
@@ -150,15 +150,7 @@ def launch_training_job(
             "pvc_mount": pvc_mount,
             "active_deadline_seconds": active_deadline_seconds,
         },
-        passed_through={
-            "resources": passed.resources,
-            "tolerations": passed.tolerations,
-            "node_selector": passed.node_selector,
-            "affinity": passed.affinity,
-            "env": passed.env,
-            "volumes": passed.volumes,
-            "volume_mounts": passed.volume_mounts,
-        },
+        passed_through=task_config_fields(task_config),
         backend=job_kind,
         nproc_per_node=nproc_per_node,
         runtime=runtime,

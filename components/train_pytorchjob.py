@@ -144,9 +144,9 @@ def train_pytorchjob(
         metrics: Final validation metrics, samples/s and epochs run.
         curves: HTML page with the loss and validation-metric curves per epoch.
     """
+    from mlworkloads.components._spec import task_config_fields
     from mlworkloads.training import launch
 
-    passed = task_config or dsl.TaskConfig()
     result = launch.train_step(
         train_features=launch.Inputs(train_features.path, train_features.uri),
         validation_features=launch.Inputs(validation_features.path, validation_features.uri),
@@ -192,15 +192,7 @@ def train_pytorchjob(
             "elastic_min_replicas": elastic_min_replicas,
             "elastic_max_replicas": elastic_max_replicas,
         },
-        passed_through={
-            "resources": passed.resources,
-            "tolerations": passed.tolerations,
-            "node_selector": passed.node_selector,
-            "affinity": passed.affinity,
-            "env": passed.env,
-            "volumes": passed.volumes,
-            "volume_mounts": passed.volume_mounts,
-        },
+        passed_through=task_config_fields(task_config),
         backend=backend,
         nproc_per_node=nproc_per_node,
         bridge=bridge,

@@ -14,6 +14,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from mlworkloads import artifact_store
 from mlworkloads.data.errors import DataError
+from mlworkloads.errors import ArtifactStoreError
 
 SCHEMES_HELP = "a local path, file://, http(s)://, s3:// or gs:// URI"
 
@@ -52,7 +53,7 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """
     try:
         store = artifact_store.store_for(uri)
-    except artifact_store.ArtifactStoreError as err:
+    except ArtifactStoreError as err:
         raise DataError(f"cannot open {uri!r}: {err}") from err
     if store is not None:
         return _store_filesystem(store), artifact_uri(uri).removeprefix("s3://")

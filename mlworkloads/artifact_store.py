@@ -33,6 +33,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from mlworkloads.errors import ArtifactStoreError
+
 LAUNCHER_CONFIGMAP = "kfp-launcher"
 DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
 DEFAULT_SECRET = "mlpipeline-minio-artifact"
@@ -43,10 +45,6 @@ DEFAULT_ENDPOINT = "seaweedfs.kubeflow:9000"
 STORE_ENV = "MLWORKLOADS_ARTIFACT_STORE"
 ACCESS_KEY_ENV = "MLWORKLOADS_ARTIFACT_ACCESS_KEY"
 SECRET_KEY_ENV = "MLWORKLOADS_ARTIFACT_SECRET_KEY"
-
-
-class ArtifactStoreError(RuntimeError):
-    """KFP's artifact store cannot be reached with what is configured; the message says what is missing."""
 
 
 @dataclasses.dataclass(frozen=True)

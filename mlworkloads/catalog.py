@@ -17,15 +17,13 @@ from typing import Any
 
 import yaml
 
+from mlworkloads.errors import CatalogError
+
 CATALOG_DIR = os.path.join("components", "catalog")
 TIERS = ("core", "third_party")
 STABILITIES = ("alpha", "beta", "stable")
 #: The Kubeflow projects a `dependencies.kubeflow` entry may name (KEP-913 validates a list).
 KUBEFLOW_PROJECTS = ("Pipelines", "Trainer", "Training Operator", "Katib", "Model Registry", "Spark Operator")
-
-
-class CatalogError(ValueError):
-    """A metadata.yaml breaks the schema; the message names the file and the field."""
 
 
 def validate(metadata: Any, name: str, source: str, today: dt.date | None = None) -> dict[str, Any]:

@@ -137,7 +137,8 @@ def catalog_command(
     repo: Annotated[str, typer.Option("--repo", help="The repository's root.")] = ".",
 ):
     """Write each component's catalogue README (components/catalog/<name>/) from its metadata.yaml and docstring."""
-    from mlworkloads.catalog import CatalogError, write
+    from mlworkloads.catalog import write
+    from mlworkloads.errors import CatalogError
 
     try:
         for path in write(repo):
@@ -157,8 +158,9 @@ def run_command(
     list_outputs: Annotated[bool, typer.Option(hidden=True)] = True,
 ):
     """Run a pipeline on this machine (kfp.local SubprocessRunner) and list its artifacts."""
-    from mlworkloads.local_run import LOG_NAME, StepFailed, list_artifacts, run_locally
-    from mlworkloads.params import ParameterError, parse_parameters
+    from mlworkloads.errors import ParameterError, StepFailed
+    from mlworkloads.local_run import LOG_NAME, list_artifacts, run_locally
+    from mlworkloads.params import parse_parameters
 
     func = _pipeline(pipeline)
     try:
@@ -260,7 +262,8 @@ def _client(host, namespace, token):
 
 
 def _parameters(func, param):
-    from mlworkloads.params import ParameterError, parse_parameters
+    from mlworkloads.errors import ParameterError
+    from mlworkloads.params import parse_parameters
 
     try:
         return parse_parameters(func.component_spec, param or [])
@@ -303,7 +306,8 @@ def submit_command(
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 86400,
 ):
     """Upload the pipeline (or a new version) and start a run on Kubeflow Pipelines."""
-    from mlworkloads.kfp_backend import SubmitError, submit
+    from mlworkloads.errors import SubmitError
+    from mlworkloads.kfp_backend import submit
     from mlworkloads.kfp_backend import wait as wait_for
 
     func = _pipeline(pipeline)
@@ -335,7 +339,8 @@ def schedule_command(
     ] = None,
 ):
     """Create a recurring run (e.g. nightly retraining) on Kubeflow Pipelines."""
-    from mlworkloads.kfp_backend import SubmitError, cron_expression, schedule
+    from mlworkloads.errors import SubmitError
+    from mlworkloads.kfp_backend import cron_expression, schedule
 
     func = _pipeline(pipeline)
     parameters = _parameters(func, param)

@@ -15,10 +15,7 @@ from typing import Any
 import yaml
 
 from mlworkloads._version import __version__
-
-
-class SubmitError(RuntimeError):
-    """The backend refused a request, or a run ended in a state other than SUCCEEDED."""
+from mlworkloads.errors import SubmitError
 
 
 def connect(host: str | None = None, namespace: str | None = None, existing_token: str | None = None):

@@ -13,6 +13,8 @@ import os
 import re
 from typing import Any
 
+from mlworkloads.errors import AdmissionDenied, RunIdentityError
+
 #: Label on every object a pipeline run creates (training jobs, InferenceServices): the exit
 #: handler finds what a failed run left by it, and two runs never touch each other's objects.
 RUN_LABEL = "mlworkloads.io/pipeline-run"
@@ -63,10 +65,6 @@ def api_body(err: BaseException) -> str:
     """The response body of the API error behind `err` (a Status object's JSON), or ""."""
     body = getattr(_api_error(err), "body", None) or ""
     return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-
-
-class AdmissionDenied(ValueError):
-    """An admission webhook refused the object (the API server answers 403 for it, as for RBAC)."""
 
 
 def forbidden(
@@ -138,10 +136,6 @@ def merge_resources(defaults: dict[str, str], override: dict[str, Any] | None = 
 KFP_RUN_ID_LABEL = "pipeline/runid"
 #: The service-account namespace file every pod has.
 POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-
-class RunIdentityError(RuntimeError):
-    """The run id is still KFP's literal placeholder and the pod does not say which run it is."""
 
 
 def is_placeholder(value: Any) -> bool:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import kfp.local
 
+from mlworkloads.errors import StepFailed
 from mlworkloads.processes import stop_processes
 from mlworkloads.training.job_launch import WORK_DIR_NAME
 
@@ -106,10 +107,6 @@ def _stop_children_on_interrupt():
             watchdog.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-class StepFailed(RuntimeError):
-    """A pipeline step failed; the message is the step's own error, then the log's path."""
 
     def __init__(self, task: str, error: str, log_path: str):
         super().__init__(f"step {task!r} failed: {error}\n  full log: {log_path}")

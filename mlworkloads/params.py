@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 
-
-class ParameterError(ValueError):
-    """A `-p key=value` that does not fit the pipeline's parameters."""
+from mlworkloads.errors import ParameterError
 
 
 def _parse_bool(key: str, raw: str) -> bool:

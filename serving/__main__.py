@@ -10,7 +10,7 @@ from kserve import ModelServer, model_server
 
 from mlworkloads.serving.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel, limit_compute_threads
-from mlworkloads.training.export import ModelDirError
+from mlworkloads.training.errors import ModelDirError
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument("--model_dir", default=DEFAULT_MODEL_DIR, help="Model directory (KServe mounts storageUri here).")

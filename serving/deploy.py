@@ -16,6 +16,7 @@ from typing import Any
 
 from mlworkloads import artifact_store
 from mlworkloads.kube import api_status, forbidden, in_cluster, service_proxy_client
+from mlworkloads.serving.errors import DeployFailed, SmokeTestFailed
 from mlworkloads.serving.inferenceservice import (
     SERVICE_PORT,
     STORAGE_URI_ANNOTATION,
@@ -28,11 +29,11 @@ from mlworkloads.serving.inferenceservice import (
     promoted,
     typed,
 )
-from mlworkloads.serving.kserve_api import RBAC_HINT, DeployFailed
+from mlworkloads.serving.kserve_api import RBAC_HINT
 from mlworkloads.serving.kserve_api import call_api as _call
 from mlworkloads.serving.kserve_api import client as _client
 from mlworkloads.serving.kserve_api import namespace_or_default as _namespace
-from mlworkloads.serving.smoke import SmokeResult, SmokeTestFailed
+from mlworkloads.serving.smoke import SmokeResult
 from mlworkloads.serving.storage_secret import ensure_storage_secret
 
 log = logging.getLogger(__name__)

@@ -9,11 +9,21 @@ from mlworkloads.data.steps import read_parquet
 from mlworkloads.data.storage import artifact_uri
 from mlworkloads.kube import RUN_LABEL, label_value, resolve_backend, resolve_run_id
 from mlworkloads.serving import deploy, local_server
-from mlworkloads.serving.inferenceservice import ServiceConfigError, ServiceSettings
+from mlworkloads.serving.errors import ServiceConfigError
+from mlworkloads.serving.inferenceservice import ServiceSettings
 from mlworkloads.serving.smoke import smoke_test
 from mlworkloads.training.export import load
 
 BACKENDS = ("auto", "local", "kserve")
+
+
+def _labels(model_uri: str, run_id: str, backend: str) -> dict[str, str]:
+    """Where the served model came from: the run (the cluster resolves KFP's placeholder) and a
+    version digest of its URI."""
+    if backend != "local":
+        run_id = resolve_run_id(run_id)
+    version = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
+    return {RUN_LABEL: label_value(run_id), "mlworkloads.io/model-version": version}
 
 
 def deploy_step(
@@ -37,10 +47,7 @@ def deploy_step(
     """
     backend = resolve_backend(backend, BACKENDS, "kserve", ServiceConfigError)
     model = load(model_path)
-    version = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
-    if backend != "local":
-        run_id = resolve_run_id(run_id)
-    labels = {RUN_LABEL: label_value(run_id), "mlworkloads.io/model-version": version}
+    labels = _labels(model_uri, run_id, backend)
     service = ServiceSettings(model_uri=artifact_uri(model_uri), labels=labels, **settings)
     test_rows = read_parquet(test_path, "test")
     expected = read_parquet(predictions_path, "predictions")
@@ -91,10 +98,7 @@ def deploy_model_step(
         examples = check_examples(examples, protocol)
     except ValueError as err:
         raise ServiceConfigError(str(err)) from err
-    version = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
-    if backend != "local":
-        run_id = resolve_run_id(run_id)
-    labels = {RUN_LABEL: label_value(run_id), "mlworkloads.io/model-version": version}
+    labels = _labels(model_uri, run_id, backend)
     service = ServiceSettings(model_uri=artifact_uri(model_uri), labels=labels, **settings)
     name = verify_model_name or service.name
     if backend == "local":

@@ -14,7 +14,8 @@ import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from mlworkloads.data.steps import write_outputs
-from mlworkloads.kube import RunIdentityError, cluster_reachable, resolve_run_id
+from mlworkloads.errors import RunIdentityError
+from mlworkloads.kube import cluster_reachable, resolve_run_id
 from mlworkloads.training.cleanup import clean_up_training
 
 log = logging.getLogger(__name__)

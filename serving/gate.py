@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from mlworkloads.data.steps import read_parquet, write_outputs
+from mlworkloads.serving.errors import DeployFailed
 from mlworkloads.serving.inferenceservice import MODEL_URI_ANNOTATION
-from mlworkloads.serving.kserve_api import DeployFailed, call_api, client, namespace_or_default
+from mlworkloads.serving.kserve_api import call_api, client, namespace_or_default
 from mlworkloads.training import evaluation
 from mlworkloads.training.export import load
 

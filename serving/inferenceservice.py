@@ -20,6 +20,7 @@ from kserve import (
 from kubernetes import client as k8s
 
 from mlworkloads.kube import is_name_list, merge_resources, snake_case_keys
+from mlworkloads.serving.errors import ServiceConfigError
 from mlworkloads.serving.storage_secret import STORAGE_SECRET_ANNOTATION
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
@@ -46,10 +47,6 @@ BUILT_IN_COMMAND = ["python", "-m", "mlworkloads.serving"]
 #: (the storage initializer itself is added to each pod by KServe's pod webhook).
 STORAGE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")
-
-
-class ServiceConfigError(ValueError):
-    """A deploy setting is invalid; the message names it."""
 
 
 @dataclasses.dataclass(kw_only=True)

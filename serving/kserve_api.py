@@ -13,10 +13,6 @@ RBAC_HINT = (
 )
 
 
-class DeployFailed(RuntimeError):
-    """The new model was not promoted, or the live service cannot be read; the message says why."""
-
-
 def client():
     """A KServeClient from KUBECONFIG (read now, not at import), else the pod's service account."""
     from kserve import KServeClient

@@ -22,8 +22,8 @@ import psutil
 import pyarrow as pa
 
 from mlworkloads.processes import stop_processes
+from mlworkloads.serving.errors import DeployFailed
 from mlworkloads.serving.inferenceservice import MODEL_MOUNT, ServiceSettings, as_dict, build
-from mlworkloads.serving.kserve_api import DeployFailed
 from mlworkloads.serving.smoke import smoke_test
 from mlworkloads.training.export import load
 

@@ -11,14 +11,11 @@ import numpy as np
 import pyarrow as pa
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from mlworkloads.serving.errors import SmokeTestFailed
 from mlworkloads.training.predictions import expected_scores
 
 SMOKE_ROWS = 64
 TOLERANCE = 1e-4
-
-
-class SmokeTestFailed(RuntimeError):
-    """The endpoint answered wrongly (or not at all); the message says what differed."""
 
 
 @dataclasses.dataclass

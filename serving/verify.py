@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from mlworkloads.serving.smoke import SmokeResult, SmokeTestFailed, post
+from mlworkloads.serving.errors import SmokeTestFailed
+from mlworkloads.serving.smoke import SmokeResult, post
 
 PROTOCOL_PATHS = {"v1": "/v1/models/{name}:predict", "v2": "/v2/models/{name}/infer"}
 

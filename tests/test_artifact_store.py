@@ -15,9 +15,10 @@ import pytest
 import s3fs
 
 from mlworkloads import artifact_store
-from mlworkloads.artifact_store import ArtifactStore, ArtifactStoreError, from_env, from_launcher_config
+from mlworkloads.artifact_store import ArtifactStore, from_env, from_launcher_config
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.storage import read_bytes
+from mlworkloads.errors import ArtifactStoreError
 
 KEYS = {"mlpipeline-minio-artifact": {"accesskey": "kfp-access", "secretkey": "kfp-secret"}}
 

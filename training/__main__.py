@@ -7,7 +7,8 @@ import sys
 
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.storage import read_bytes
-from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.model import resolve_factory
 
 

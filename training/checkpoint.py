@@ -16,15 +16,12 @@ from typing import Any
 import torch
 
 from mlworkloads.data.storage import atomic_open, filesystem
+from mlworkloads.training.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
 POINTER = "latest.json"
 KEEP = 2
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be trusted (truncated, corrupted or unreadable)."""
 
 
 def _join(directory: str, name: str) -> str:

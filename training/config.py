@@ -7,12 +7,10 @@ import json
 import math
 from typing import Any
 
+from mlworkloads.training.errors import ConfigError
+
 LR_SCHEDULES = ("cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class ConfigError(ValueError):
-    """A training setting is invalid; the message names the field and the value."""
 
 
 @dataclasses.dataclass(kw_only=True)

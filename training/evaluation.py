@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 from sklearn import metrics as skm
 
-from mlworkloads.data import metrics as quality
 from mlworkloads.data.errors import DataError
+from mlworkloads.training import quality
 from mlworkloads.training.export import LoadedModel
 from mlworkloads.training.predictions import Scored, predictions_table
 

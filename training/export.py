@@ -19,6 +19,7 @@ from scipy import special
 
 from mlworkloads.data.preprocessor import Columns, Preprocessor
 from mlworkloads.data.storage import atomic_open, filesystem
+from mlworkloads.training.errors import ModelDirError
 from mlworkloads.training.inference import Forward, forward_function
 from mlworkloads.training.model import build_model, feature_spec
 
@@ -30,10 +31,6 @@ MODEL_VERSION = 1
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, PREPROCESSOR_FILE)
 #: Files a model directory may also hold (written by the trainer beside the model).
 OPTIONAL_FILES = ("metrics.json",)
-
-
-class ModelDirError(ValueError):
-    """A model directory is incomplete, inconsistent or from a newer version."""
 
 
 def export(

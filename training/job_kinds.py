@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from mlworkloads.kube import api_client
-from mlworkloads.training.config import ConfigError
+from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.job_runner import JobKind
 from mlworkloads.training.job_settings import JobSettings
 

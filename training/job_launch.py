@@ -38,8 +38,9 @@ from typing import Any
 
 from mlworkloads import artifact_store
 from mlworkloads.data.storage import artifact_uri, filesystem
+from mlworkloads.errors import ArtifactStoreError
 from mlworkloads.kube import resolve_backend, resolve_task_name
-from mlworkloads.training.config import ConfigError
+from mlworkloads.training.errors import ConfigError
 
 #: "auto": inside a pod the job kind the cluster serves (TrainJob first), elsewhere local.
 BACKENDS = ("auto", "local", "pytorchjob", "trainjob")
@@ -250,7 +251,7 @@ def _stage(
     # to the Secret KFP's launcher reads (never a value in the manifest).
     try:
         store = artifact_store.store_for(*seen.values(), staging)
-    except artifact_store.ArtifactStoreError as err:
+    except ArtifactStoreError as err:
         raise ConfigError(f"the training job's nodes cannot reach the inputs: {err}") from err
     if store is not None:
         settings.extra_env = [*settings.extra_env, *store.replica_env()]

@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from mlworkloads.kube import RUN_LABEL, api_status, forbidden, label_value
+from mlworkloads.training.errors import JobFailed
 from mlworkloads.training.logs import digest
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 30
 # Lines kept per node while the job runs: enough for a crash's traceback and torchrun's report.
 KEPT_LOG_LINES = 500
-
-
-class JobFailed(RuntimeError):
-    """The job failed or timed out; the message has its conditions, events and log tails."""
 
 
 def permission_hint(err: BaseException, verb: str, resource: str, namespace: str) -> BaseException:

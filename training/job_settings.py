@@ -18,7 +18,7 @@ from kubeflow.training.utils.utils import FakeResponse
 from kubernetes import client as k8s
 
 from mlworkloads.kube import is_name_list, merge_resources
-from mlworkloads.training.config import ConfigError
+from mlworkloads.training.errors import ConfigError
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

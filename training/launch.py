@@ -15,7 +15,8 @@ from typing import Any
 
 from mlworkloads.data.storage import filesystem
 from mlworkloads.kube import resolve_backend
-from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.job_launch import BACKENDS, Inputs, Locations, launch_job, merge_task_config
 from mlworkloads.training.local import TRAINER_COMMAND
 

@@ -15,14 +15,11 @@ import psutil
 from mlworkloads.processes import stop_group
 from mlworkloads.training.checkpoint import latest_pointer
 from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import TrainingFailed
 from mlworkloads.training.logs import digest
 from mlworkloads.training.torchrun import local_command
 
 LOG_TAIL_LINES = 40
-
-
-class TrainingFailed(RuntimeError):
-    """Training exited non-zero; the message carries the log tail (and, for our trainer, the checkpoint to resume)."""
 
 
 #: The built-in trainer, as every process runs it (`--config` is added per run).

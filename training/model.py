@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlworkloads.training.config import ConfigError
+from mlworkloads.training.errors import ConfigError
 
 
 class TabularNet(nn.Module):

@@ -14,7 +14,8 @@ from kubeflow.training import TrainingClient
 from kubeflow.training.constants import constants as kf
 
 from mlworkloads.training import job_runner
-from mlworkloads.training.job_runner import JobFailed, JobKind, JobRunner, permission_hint
+from mlworkloads.training.errors import JobFailed
+from mlworkloads.training.job_runner import JobKind, JobRunner, permission_hint
 
 __all__ = ["JobFailed", "PyTorchJobKind", "PyTorchJobRunner", "delete_run_jobs", "permission_hint"]
 

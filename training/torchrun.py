@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from mlworkloads.training.config import ConfigError
+from mlworkloads.training.errors import ConfigError
 
 PYTHONS = ("python", "python3")
 

@@ -23,11 +23,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from mlworkloads.data import metrics as quality
 from mlworkloads.data.preprocessor import Preprocessor
 from mlworkloads.data.storage import atomic_open, read_bytes
-from mlworkloads.training import checkpoint, distributed, export
-from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training import checkpoint, distributed, export, quality
+from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.model import build_model, feature_spec
 
 

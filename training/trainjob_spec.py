@@ -17,7 +17,7 @@ from typing import Any
 from kubeflow_trainer_api import models
 from kubernetes import client as k8s
 
-from mlworkloads.training.config import ConfigError
+from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.job_settings import (
     JobSettings,
     container_env,

@@ -11,7 +11,8 @@ import pathlib
 import pytest
 import yaml
 
-from mlworkloads.kube import RunIdentityError, resolve_run_id, resolve_task_name
+from mlworkloads.errors import RunIdentityError
+from mlworkloads.kube import resolve_run_id, resolve_task_name
 from mlworkloads.training.job_settings import job_name
 
 COMPILED = pathlib.Path(__file__).resolve().parents[2] / "compiled" / "pipelines"

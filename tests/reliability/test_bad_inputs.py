@@ -13,8 +13,9 @@ from mlworkloads.data.errors import DataError
 from mlworkloads.data.preprocessor import Preprocessor
 from mlworkloads.data.tables import read_table
 from mlworkloads.serving import payload
-from mlworkloads.training.config import ConfigError, TrainConfig
-from mlworkloads.training.export import ModelDirError, load
+from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import ConfigError, ModelDirError
+from mlworkloads.training.export import load
 
 
 def _file(tmp, name, content):

@@ -11,7 +11,8 @@ import torch
 from support.waiting import wait_until
 
 from mlworkloads.training.config import TrainConfig
-from mlworkloads.training.local import TrainingFailed, run_torchrun
+from mlworkloads.training.errors import TrainingFailed
+from mlworkloads.training.local import run_torchrun
 
 SETTINGS = dict(epochs=5, batch_size=256, seed=9, early_stopping_patience=0)
 

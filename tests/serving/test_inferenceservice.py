@@ -8,8 +8,8 @@ tests/cluster/test_kserve_admission.py.
 
 import pytest
 
+from mlworkloads.serving.errors import ServiceConfigError
 from mlworkloads.serving.inferenceservice import (
-    ServiceConfigError,
     ServiceSettings,
     as_dict,
     build,

@@ -6,7 +6,7 @@ import threading
 import pytest
 from support.json_http import JsonHandler
 
-from mlworkloads.serving.smoke import SmokeTestFailed
+from mlworkloads.serving.errors import SmokeTestFailed
 from mlworkloads.serving.verify import check_examples, verify_examples
 
 

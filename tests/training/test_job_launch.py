@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mlworkloads.training.config import ConfigError
+from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.job_launch import (
     CHECKPOINT_DIR_ENV,
     MODEL_DIR_ENV,

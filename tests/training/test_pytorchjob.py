@@ -15,12 +15,13 @@ from kubeflow.training import TrainingClient
 from support import rbac
 from support.launcher import TRAINING, as_runner, missing_fields, train_as
 
+from mlworkloads.errors import AdmissionDenied
 from mlworkloads.images import TRAINER_IMAGE
-from mlworkloads.kube import AdmissionDenied
 from mlworkloads.training import launch
-from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import ConfigError, JobFailed
 from mlworkloads.training.job_settings import JobSettings, job_name
-from mlworkloads.training.pytorchjob import JobFailed, PyTorchJobRunner, delete_run_jobs
+from mlworkloads.training.pytorchjob import PyTorchJobRunner, delete_run_jobs
 from mlworkloads.training.pytorchjob_spec import build_job, manifest_dict
 
 

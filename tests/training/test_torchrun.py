@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from mlworkloads.training.config import ConfigError
-from mlworkloads.training.local import TrainingFailed, run_local
+from mlworkloads.training.errors import ConfigError, TrainingFailed
+from mlworkloads.training.local import run_local
 from mlworkloads.training.torchrun import cluster_command, local_command
 
 # One write per line: two ranks share the pipe, and print() writes the text and its newline apart.

@@ -11,8 +11,9 @@ import pytest
 import torch
 from support.waiting import wait_until
 
-from mlworkloads.training.config import ConfigError, TrainConfig
-from mlworkloads.training.local import TrainingFailed, kill_tree, run_torchrun, torchrun_command
+from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import ConfigError, TrainingFailed
+from mlworkloads.training.local import kill_tree, run_torchrun, torchrun_command
 from mlworkloads.training.trainer import run
 
 

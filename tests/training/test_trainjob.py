@@ -19,9 +19,9 @@ from mlworkloads.images import TRAINER_IMAGE
 from mlworkloads.kube import api_client
 from mlworkloads.training import launch
 from mlworkloads.training.cleanup import clean_up_training
-from mlworkloads.training.config import ConfigError, TrainConfig
+from mlworkloads.training.config import TrainConfig
+from mlworkloads.training.errors import ConfigError, JobFailed
 from mlworkloads.training.job_kinds import job_kind_for
-from mlworkloads.training.job_runner import JobFailed
 from mlworkloads.training.job_settings import JobSettings
 from mlworkloads.training.trainjob import TrainJobKind
 from mlworkloads.training.trainjob_spec import build_trainjob, manifest_dict

@@ -1,4 +1,4 @@
-"""Model quality metrics, shared by the trainer's validation and the evaluation gate."""
+"""Model quality metrics per task, shared by the trainer's validation and the evaluation gate."""
 
 from __future__ import annotations
 
