@@ -37,32 +37,3 @@ def with_input_default(component, name: str, value: Any):
     """
     component.component_spec.inputs[name].default = value
     return component
-
-
-# ---- shared by component bodies (imported inside them: KFP runs a body's source alone) --------
-
-
-def task_config_fields(task_config) -> dict[str, Any]:
-    """What KFP passed through from the task (`dsl.TaskConfig`), as the launcher takes it."""
-    from kfp import dsl
-
-    passed = task_config or dsl.TaskConfig()
-    return {
-        "resources": passed.resources,
-        "tolerations": passed.tolerations,
-        "node_selector": passed.node_selector,
-        "affinity": passed.affinity,
-        "env": passed.env,
-        "volumes": passed.volumes,
-        "volume_mounts": passed.volume_mounts,
-    }
-
-
-def log_evaluation(result, metrics, classification) -> None:
-    """An evaluation's metrics, confusion matrix and ROC curve into the KFP UI's artifacts."""
-    for name, value in result.metrics.items():
-        metrics.log_metric(name, round(value, 6))
-    if result.confusion:
-        classification.log_confusion_matrix(result.classes, result.confusion)
-    if result.roc:
-        classification.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])

@@ -49,8 +49,8 @@ def evaluate_model(
         Output: passed: True when every threshold holds and the champion (if any) is beaten.
             Use it as `dsl.If(evaluate.outputs["Output"] == True)`.
     """
-    from mlworkloads.components._spec import log_evaluation
     from mlworkloads.serving.gate import gate_step
+    from mlworkloads.training.evaluation import log_to_kfp
 
     result = gate_step(
         model_path=model.path,
@@ -64,7 +64,7 @@ def evaluate_model(
         min_improvement=min_improvement,
         primary_metric=primary_metric,
     )
-    log_evaluation(result, metrics, classification)
+    log_to_kfp(result, metrics, classification)
     predictions.metadata["rows"] = result.predictions.num_rows
     report.metadata.update({"passed": result.passed, "reasons": result.reasons})
     # A single `Output`, not a NamedTuple: kfp.local resolves only a task's `Output` inside a

@@ -51,8 +51,7 @@ def evaluate_predictions(
         Output: passed: True when every threshold holds and the champion (if any) is beaten.
             Use it as `dsl.If(evaluate.outputs["Output"] == True)`.
     """
-    from mlworkloads.components._spec import log_evaluation
-    from mlworkloads.training.evaluation import evaluate_predictions_step
+    from mlworkloads.training.evaluation import evaluate_predictions_step, log_to_kfp
 
     result = evaluate_predictions_step(
         predictions_path=predictions.path,
@@ -65,7 +64,7 @@ def evaluate_predictions(
         min_improvement=min_improvement,
         primary_metric=primary_metric,
     )
-    log_evaluation(result, metrics, classification)
+    log_to_kfp(result, metrics, classification)
     report.metadata.update({"passed": result.passed, "reasons": result.reasons, "task": result.task})
     return result.passed
 

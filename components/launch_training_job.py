@@ -118,8 +118,7 @@ def launch_training_job(
         model: The files the job wrote to `$MLWORKLOADS_MODEL_DIR`; metadata names the job.
         metrics: The numeric values of the job's `metrics.json`.
     """
-    from mlworkloads.components._spec import task_config_fields
-    from mlworkloads.training.job_launch import Inputs, launch_step
+    from mlworkloads.training.job_launch import Inputs, launch_step, task_config_fields
 
     result = launch_step(
         command=command,

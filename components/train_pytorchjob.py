@@ -144,8 +144,8 @@ def train_pytorchjob(
         metrics: Final validation metrics, samples/s and epochs run.
         curves: HTML page with the loss and validation-metric curves per epoch.
     """
-    from mlworkloads.components._spec import task_config_fields
     from mlworkloads.training import launch
+    from mlworkloads.training.job_launch import task_config_fields
 
     result = launch.train_step(
         train_features=launch.Inputs(train_features.path, train_features.uri),

@@ -123,3 +123,21 @@ def test_installed_package_has_no_generic_top_level_names(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_no_component_body_imports_the_components_package():
+    """KFP's executor runs a body alone; importing `mlworkloads.components` from it imports every
+    component module, whose `@dsl.component` fails there ("module 'kfp.dsl' has no attribute
+    'component'", which a fresh clone's demo hit)."""
+    offenders = []
+    for path in sorted(pathlib.Path(REPO, "components").glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.FunctionDef) or not any(
+                isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "component" for d in node.decorator_list
+            ):
+                continue
+            for inner in ast.walk(node):
+                module = inner.module if isinstance(inner, ast.ImportFrom) else None
+                if module and (module == "mlworkloads.components" or module.startswith("mlworkloads.components.")):
+                    offenders.append(f"{path.name}:{node.name} imports {module}")
+    assert not offenders

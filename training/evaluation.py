@@ -204,6 +204,17 @@ def evaluate_predictions(
     )
 
 
+def log_to_kfp(evaluation: Evaluation, metrics, classification) -> None:
+    """An evaluation's metrics, confusion matrix and ROC curve into a component's `Metrics` and
+    `ClassificationMetrics` outputs (any objects with their `log_*` methods)."""
+    for name, value in evaluation.metrics.items():
+        metrics.log_metric(name, round(value, 6))
+    if evaluation.confusion:
+        classification.log_confusion_matrix(evaluation.classes, evaluation.confusion)
+    if evaluation.roc:
+        classification.log_roc_curve(evaluation.roc["fpr"], evaluation.roc["tpr"], evaluation.roc["thresholds"])
+
+
 def report_html(evaluation: Evaluation) -> str:
     """A small HTML report: verdict, reasons, metrics (and the champion's), confusion matrix."""
     verdict = "PASSED" if evaluation.passed else "FAILED"

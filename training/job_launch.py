@@ -189,6 +189,15 @@ def launch_job(
     return LaunchResult(name, kind.kind, collect_model(locations.model_dir, model_dir))
 
 
+def task_config_fields(task_config: Any) -> dict[str, Any]:
+    """What KFP passed through from the task (its `dsl.TaskConfig`, None when there is none),
+    as `merge_task_config` takes it. Called from component bodies: it reads the object's
+    attributes and imports nothing of KFP (a body must not import `mlworkloads.components`,
+    whose modules define components while KFP's executor runs one)."""
+    names = ("resources", "tolerations", "node_selector", "affinity", "env", "volumes", "volume_mounts")
+    return {name: getattr(task_config, name, None) for name in names}
+
+
 def merge_task_config(job: dict[str, Any], passed_through: dict[str, Any]) -> dict[str, Any]:
     """`JobSettings` fields with what KFP passes through from the task added.
 
