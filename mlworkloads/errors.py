@@ -37,6 +37,10 @@ class SubmitError(RuntimeError):
 class StepFailed(RuntimeError):
     """A pipeline step failed; the message is the step's own error, then the log's path."""
 
+    def __init__(self, task: str, error: str, log_path: str):
+        super().__init__(f"step {task!r} failed: {error}\n  full log: {log_path}")
+        self.task, self.error, self.log_path = task, error, log_path
+
 
 class CatalogError(ValueError):
     """A metadata.yaml breaks the schema; the message names the file and the field."""

@@ -108,10 +108,6 @@ def _stop_children_on_interrupt():
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    def __init__(self, task: str, error: str, log_path: str):
-        super().__init__(f"step {task!r} failed: {error}\n  full log: {log_path}")
-        self.task, self.error, self.log_path = task, error, log_path
-
 
 class _RunLog(io.TextIOBase):
     """A stdout stand-in: appends every line to the log file and turns kfp.local's output into events."""

@@ -150,8 +150,9 @@ def deploy_kserve(
         return {"manifest": manifest, "status": service["status"], "url": service["status"].get("url")}
 
     previous_spec = copy.deepcopy(live["spec"])
-    manifest = canary_update(live, settings, namespace)
-    updated = _call(lambda: client.replace(settings.name, typed(manifest), namespace=namespace), "update", namespace)
+    manifest, updated = _replace(
+        client, settings.name, namespace, lambda current: canary_update(current, settings, namespace)
+    )
     generation = updated["metadata"].get("generation")
     echo(
         f"updated InferenceService {namespace}/{settings.name} with a {settings.canary_traffic_percent}% canary "
@@ -169,10 +170,7 @@ def deploy_kserve(
     except (DeployFailed, SmokeTestFailed) as err:
         _rollback(client, settings, namespace, previous_spec, echo)
         raise DeployFailed(f"the canary of {namespace}/{settings.name} was rolled back: {err}") from err
-    final = promoted(client.get(settings.name, namespace=namespace), settings)
-    promoted_service = _call(
-        lambda: client.replace(settings.name, typed(final), namespace=namespace), "update", namespace
-    )
+    final, promoted_service = _replace(client, settings.name, namespace, lambda current: promoted(current, settings))
     if settings.deployment_mode == "Knative":
         service = _wait(
             client, settings, namespace, promoted_service["metadata"].get("generation"), None, ready_timeout,
@@ -200,6 +198,28 @@ def _with_storage_access(client, settings: ServiceSettings, namespace: str) -> S
         hint = forbidden(err, "create", "secrets", namespace, RBAC_HINT.format(ns=namespace))
         raise (hint or err) from err
     return dataclasses.replace(settings, storage_secret_name=name)
+
+
+#: Attempts of a read-modify-replace that meets a newer version of the service (HTTP 409).
+CONFLICT_ATTEMPTS = 5
+
+
+def _replace(client, name: str, namespace: str, change: Callable[[dict[str, Any]], dict[str, Any]]):
+    """Reads the service, applies `change` and replaces it; on a 409 (KServe's controller wrote the
+    object in between: status, finalizers) reads it again and retries, as client-go's
+    RetryOnConflict does. Returns what was sent and what the API server stored."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        changed = change(_call(lambda: client.get(name, namespace=namespace), "get", namespace))
+        try:
+            stored = _call(
+                lambda body=changed: client.replace(name, typed(body), namespace=namespace), "update", namespace
+            )
+            return changed, stored
+        except Exception as err:  # noqa: BLE001 - the client wraps ApiException in RuntimeError
+            if api_status(err) != 409 or attempt == CONFLICT_ATTEMPTS:
+                raise
+            log.info("InferenceService %s/%s changed while it was updated; reading it again", namespace, name)
+    raise AssertionError("unreachable")
 
 
 def _until(read: Callable[[], Any], done: Callable[[Any], bool], failure: Callable[[Any], str], deadline: float,
@@ -366,9 +386,7 @@ def _rollback(client, settings: ServiceSettings, namespace: str, previous_spec: 
             }
         )
         _call(lambda: client.patch(settings.name, zero, namespace=namespace), "patch", namespace)
-    current = client.get(settings.name, namespace=namespace)
-    current["spec"] = previous_spec
-    _call(lambda: client.replace(settings.name, typed(current), namespace=namespace), "update", namespace)
+    _replace(client, settings.name, namespace, lambda current: {**current, "spec": previous_spec})
     echo(f"rolled back InferenceService {namespace}/{settings.name} to its previous model")
 
 
