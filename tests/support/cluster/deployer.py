@@ -60,22 +60,9 @@ class Deployer:
             "model_uri": settings.pop("model_uri", model_dir),
             "test_path": str(step / "test.parquet"),
             "predictions_path": str(step / "pred.parquet"),
-            "settings": {
-                "name": name,
-                "image": PREDICTOR_IMAGE,
-                "namespace": self.namespace,
-                "deployment_mode": "Standard",
-                "canary_traffic_percent": 20,
-                **settings,
-            },
-            "backend": "kserve",
-            "run_id": "run-7",
-            "manifest_path": str(step / "manifest.json"),
-            "status_path": str(step / "status.json"),
-            "ready_timeout_seconds": ready_timeout,
-            "poll_interval_seconds": 1,
         }
-        return self._run("deploy_step", step, arguments, ready_timeout)
+        settings = {"name": name, "image": PREDICTOR_IMAGE, **settings}
+        return self._run("deploy_step", step, arguments, settings, ready_timeout)
 
     def deploy_model(
         self, model_uri, examples, *, name="any-model", protocol="v1", ready_timeout=120, **settings
@@ -87,14 +74,17 @@ class Deployer:
             "model_uri": model_uri,
             "examples": examples,
             "protocol": protocol,
-            "settings": {
-                "name": name,
-                "image": "",
-                "namespace": self.namespace,
-                "deployment_mode": "Standard",
-                "canary_traffic_percent": 20,
-                **settings,
-            },
+        }
+        settings = {"name": name, "image": "", **settings}
+        return self._run("deploy_model_step", step, arguments, settings, ready_timeout)
+
+    def _run(self, function: str, step: pathlib.Path, arguments: dict, settings: dict, ready_timeout: int) -> Deployed:
+        """Runs `deploy_step.<function>` in a pod with what both steps share: Standard mode and a
+        20% canary unless `settings` say otherwise, this namespace, run-7, short polls."""
+        arguments = {
+            **arguments,
+            "settings": {"namespace": self.namespace, "deployment_mode": "Standard", "canary_traffic_percent": 20}
+            | settings,
             "backend": "kserve",
             "run_id": "run-7",
             "manifest_path": str(step / "manifest.json"),
@@ -102,9 +92,6 @@ class Deployer:
             "ready_timeout_seconds": ready_timeout,
             "poll_interval_seconds": 1,
         }
-        return self._run("deploy_model_step", step, arguments, ready_timeout)
-
-    def _run(self, function: str, step: pathlib.Path, arguments: dict, ready_timeout: int) -> Deployed:
         phase, log = self.cluster.run_pod(
             self.namespace,
             step.name,
