@@ -16,6 +16,7 @@ from mlworkloads.components.select_best_trial import select_best_trial
 from mlworkloads.components.split_dataset import split_dataset
 from mlworkloads.components.summarize_run import summarize_run
 from mlworkloads.components.train_pytorchjob import train_pytorchjob
+from mlworkloads.components.train_xgboost import train_xgboost
 
 __all__ = [
     "deploy_inferenceservice",
@@ -29,4 +30,5 @@ __all__ = [
     "split_dataset",
     "summarize_run",
     "train_pytorchjob",
+    "train_xgboost",
 ]

@@ -305,6 +305,29 @@ def sample_model(sample_features, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def boosted_model(sample_features, tmp_path_factory) -> str:
+    """Gradient-boosted trees (60 rounds, one worker, in this process) on the flights sample."""
+    from mlworkloads.training.boosting import run
+    from mlworkloads.training.boosting_config import BoostingConfig
+
+    out = tmp_path_factory.mktemp("boosted-model") / "model"
+    run(
+        BoostingConfig(
+            train_uri=sample_features["train"],
+            validation_uri=sample_features["validation"],
+            preprocessor_uri=sample_features["preprocessor"],
+            output_uri=str(out),
+            **BOOSTED_SETTINGS,
+        )
+    )
+    return str(out)
+
+
+#: What `boosted_model` is trained with (tests of the trees compare against it).
+BOOSTED_SETTINGS = {"num_boost_round": 60, "early_stopping_rounds": 0, "checkpoint_interval": 20}
+
+
+@pytest.fixture(scope="session")
 def predictor_url(sample_model):
     """The real KServe predictor serving `sample_model` as "flights" on 127.0.0.1."""
     from mlworkloads.serving.local_server import local_predictor

@@ -1,6 +1,7 @@
 """Resumable checkpoints, written atomically and verified on read.
 
-A checkpoint is `checkpoint-<epoch>.pt` plus a small `latest.json` pointer naming it with its
+A checkpoint is `checkpoint-<epoch>.pt` (the network's torch state; the boosted trees write
+`checkpoint-<round>.ubj`, the booster itself) plus a small `latest.json` pointer naming it with its
 size and SHA-256. The pointer is written last, so a crash mid-write leaves the previous
 checkpoint current, and a truncated or corrupted file is refused instead of being resumed from.
 """
@@ -29,11 +30,16 @@ def _join(directory: str, name: str) -> str:
 
 
 def save(directory: str, epoch: int, state: dict[str, Any]) -> str:
-    """Writes `state` as the checkpoint of `epoch`; returns its URI."""
+    """Writes `state` (a torch state) as the checkpoint of `epoch`; returns its URI."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    payload = buffer.getvalue()
-    name = f"checkpoint-{epoch:05d}.pt"
+    return save_payload(directory, epoch, buffer.getvalue(), ".pt")
+
+
+def save_payload(directory: str, epoch: int, payload: bytes, suffix: str, unit: str = "epoch") -> str:
+    """Writes `payload` (any serialised state) as the checkpoint of `epoch` (0-based, counted in
+    `unit`s: epochs, or a booster's rounds); returns its URI."""
+    name = f"checkpoint-{epoch:05d}{suffix}"
     fs, root = filesystem(directory)
     fs.makedirs(root, exist_ok=True)
     with atomic_open(_join(directory, name)) as f:
@@ -41,6 +47,7 @@ def save(directory: str, epoch: int, state: dict[str, Any]) -> str:
     pointer = {
         "file": name,
         "epoch": epoch,
+        "unit": unit,
         "bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
@@ -52,7 +59,7 @@ def save(directory: str, epoch: int, state: dict[str, Any]) -> str:
 
 def _prune(fs, root: str, keep: str) -> None:
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
-    old = [n for n in names if n.startswith("checkpoint-") and n.endswith(".pt") and n != keep]
+    old = [n for n in names if n.startswith("checkpoint-") and n != keep]
     for name in old[: max(0, len(old) - (KEEP - 1))]:
         fs.rm(_join(root, name))
 
@@ -71,6 +78,14 @@ def latest_pointer(directory: str) -> dict[str, Any] | None:
 
 def load_latest(directory: str) -> dict[str, Any] | None:
     """Loads the latest checkpoint (weights only), verifying its size and checksum."""
+    latest = load_latest_payload(directory)
+    if latest is None:
+        return None
+    return torch.load(io.BytesIO(latest[1]), map_location="cpu", weights_only=True)
+
+
+def load_latest_payload(directory: str) -> tuple[dict[str, Any], bytes] | None:
+    """The latest checkpoint's pointer and bytes, verified against its size and checksum."""
     pointer = latest_pointer(directory)
     if pointer is None:
         return None
@@ -85,6 +100,5 @@ def load_latest(directory: str) -> dict[str, Any] | None:
             f"{uri} is truncated or corrupted: {len(payload)} bytes, expected {pointer['bytes']} "
             "with the recorded SHA-256. Delete it to start over, or restore it."
         )
-    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     log.info("resuming from %s (epoch %d)", uri, pointer["epoch"])
-    return state
+    return pointer, payload

@@ -61,12 +61,12 @@ class TrainConfig:
         for name in ("train_uri", "validation_uri", "preprocessor_uri", "output_uri"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} is empty: the trainer needs it.")
-        _positive_int(self, "epochs")
-        _positive_int(self, "batch_size")
-        _number(self, "learning_rate", low=0, low_inclusive=False)
-        _number(self, "weight_decay", low=0)
-        _number(self, "grad_clip", low=0)
-        _number(self, "dropout", low=0, high=1)
+        check_positive_int(self, "epochs")
+        check_positive_int(self, "batch_size")
+        check_number(self, "learning_rate", low=0, low_inclusive=False)
+        check_number(self, "weight_decay", low=0)
+        check_number(self, "grad_clip", low=0)
+        check_number(self, "dropout", low=0, high=1)
         if not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 0:
             raise ConfigError(f"early_stopping_patience={self.early_stopping_patience!r}: expected 0 or more.")
         if not isinstance(self.embedding_dim, int) or self.embedding_dim < 0:
@@ -88,24 +88,31 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"the training config is not valid JSON: {err}") from err
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training setting(s) {unknown}; known: {sorted(known)}.")
-        return cls(**values)
+        return config_from_json(cls, text, "training")
 
 
-def _positive_int(config: Any, name: str) -> None:
+def config_from_json(cls, text: str, what: str):
+    """A config dataclass from its JSON object, refusing unknown settings by name."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"the {what} config is not valid JSON: {err}") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"the {what} config must be a JSON object, not {type(values).__name__}.")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} setting(s) {unknown}; known: {sorted(known)}.")
+    return cls(**values)
+
+
+def check_positive_int(config: Any, name: str) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}={value!r}: expected a positive integer.")
 
 
-def _number(config: Any, name: str, low=None, high=None, low_inclusive=True) -> None:
+def check_number(config: Any, name: str, low=None, high=None, low_inclusive=True) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{name}={value!r}: expected a finite number.")

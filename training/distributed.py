@@ -1,10 +1,9 @@
-"""Process-group set-up from torchrun's environment, and rank-0 logging."""
+"""Process-group set-up from torchrun's environment."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import logging
 import os
 
 import torch
@@ -65,17 +64,3 @@ def init(device_preference: str = "auto") -> World:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def rank_zero_logger(world: World, name: str = "mlworkloads.training") -> logging.Logger:
-    """A logger that speaks on global rank 0 only, so N processes do not print N copies."""
-    logger = logging.getLogger(name)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)s] %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(logging.INFO if world.is_main else logging.WARNING)
-    for handler in logger.handlers:
-        handler.addFilter(lambda record: setattr(record, "rank", world.rank) or True)
-    return logger

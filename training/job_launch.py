@@ -43,7 +43,7 @@ from mlworkloads.kube import resolve_backend, resolve_task_name
 from mlworkloads.training.errors import ConfigError
 
 #: "auto": inside a pod the job kind the cluster serves (TrainJob first), elsewhere local.
-BACKENDS = ("auto", "local", "pytorchjob", "trainjob")
+BACKENDS = ("auto", "local", "pytorchjob", "xgboostjob", "trainjob")
 BRIDGES = ("artifacts", "volume", "workspace")
 #: The local backend's scratch directory (the model as written, checkpoints) beside the output.
 WORK_DIR_NAME = "training-work"
@@ -119,6 +119,7 @@ def launch_job(
     bridge: str = "artifacts",
     workspace_path: str = "",
     runtime: str = "",
+    framework: str = "torch",
     run_id: str = "local",
     task_name: str = "train",
     default_task_name: str = "launch-training-job",
@@ -144,7 +145,11 @@ def launch_job(
         backend: One of `BACKENDS`.
         nproc_per_node: Processes on this machine with the local backend.
         job: `JobSettings` fields for a cluster job (image, nodes, compute, scheduling, ...).
-        runtime: The TrainJob's ClusterTrainingRuntime (`torch-distributed` when empty).
+        runtime: The TrainJob's ClusterTrainingRuntime (`torch-distributed`, or for XGBoost
+            `xgboost-distributed`, when empty).
+        framework: "torch": every process runs under torchrun (a PyTorchJob or the torch
+            runtime); "xgboost": one XGBoost worker per node, started as XGBoostJob starts them
+            (an XGBoostJob, the xgboost runtime, or `spawn.py` here; see `xgboost_world.py`).
         run_id, task_name: Make the job's name: the same for a retried step, distinct otherwise.
         default_task_name: What an unresolved task-name placeholder stands for.
         identity: Tells apart tasks that share a task name (ParallelFor iterations).
@@ -158,13 +163,24 @@ def launch_job(
     job = dict(job or {})
     # In a pod, "auto" stays "auto": the cluster's own kinds decide (job_kinds.job_kind_for).
     backend = resolve_backend(backend, BACKENDS, "auto", ConfigError)
+    from mlworkloads.training.job_kinds import check_framework
+
+    check_framework("auto" if backend == "local" else backend, framework)
     if bridge not in BRIDGES:
         raise ConfigError(f"bridge={bridge!r}: expected one of {list(BRIDGES)}.")
     if os.path.exists(model_dir) and os.listdir(model_dir):
         raise ConfigError(f"the output model directory {model_dir!r} is not empty.")
     if backend == "local":
         return _launch_here(
-            command, model_dir, inputs, job.get("env") or {}, nproc_per_node, max_restarts, explain_failure, echo
+            command,
+            model_dir,
+            inputs,
+            job.get("env") or {},
+            nproc_per_node,
+            max_restarts,
+            explain_failure,
+            echo,
+            framework,
         )
     from mlworkloads.kube import RUN_LABEL, label_value, pod_namespace, resolve_run_id
     from mlworkloads.training.job_kinds import build_manifest, job_kind_for
@@ -181,8 +197,9 @@ def launch_job(
     locations = _stage(name, inputs, model_uri, bridge, settings, workspace_path)
     settings.env = {**settings.env, **locations.env()}
     program = command(locations) if callable(command) else command
-    kind = job_kind_for(backend)
-    manifest = build_manifest(kind, name, namespace, settings, cluster_command(program, max_restarts), runtime)
+    kind = job_kind_for(backend, framework)
+    container_command = cluster_command(program, max_restarts) if framework == "torch" else program
+    manifest = build_manifest(kind, name, namespace, settings, container_command, runtime, framework)
     JobRunner(kind, namespace, echo=echo).run(
         manifest, name, wait_timeout=wait_timeout_seconds, poll_interval=poll_interval_seconds, keep_job=keep_job
     )
@@ -217,7 +234,9 @@ def merge_task_config(job: dict[str, Any], passed_through: dict[str, Any]) -> di
     }
 
 
-def _launch_here(command, model_dir, inputs, env, nproc_per_node, max_restarts, explain_failure, echo) -> LaunchResult:
+def _launch_here(
+    command, model_dir, inputs, env, nproc_per_node, max_restarts, explain_failure, echo, framework
+) -> LaunchResult:
     from mlworkloads.training.local import run_local
 
     work_dir = os.path.join(os.path.dirname(os.path.abspath(model_dir)), WORK_DIR_NAME)
@@ -234,6 +253,7 @@ def _launch_here(command, model_dir, inputs, env, nproc_per_node, max_restarts, 
         echo=echo,
         env={**env, **locations.env()},
         explain_failure=(lambda: explain_failure(locations)) if explain_failure else (lambda: ""),
+        framework=framework,
     )
     return LaunchResult("local", "local", collect_model(locations.model_dir, model_dir))
 

@@ -1,9 +1,11 @@
-"""What the `train_pytorchjob` component does: train the built-in network, record what it did.
+"""What the built-in training components do: train a model family, record what it did.
 
-The built-in trainer is one more command for the one launcher (`job_launch.launch_job`): its
-config names the locations the launcher gives the job (inputs, model and checkpoint
-directories), and the job's `metrics.json` is the trainer's summary. Backends, job kinds and
-data bridges are the launcher's.
+Two families: the network (`train_pytorchjob`: DDP under torchrun, as a TrainJob or
+PyTorchJob) and gradient-boosted trees (`train_xgboost`: XGBoost workers, as a TrainJob on the
+`xgboost-distributed` runtime or an XGBoostJob). Each built-in trainer is one more command for
+the one launcher (`job_launch.launch_job`): its config names the locations the launcher gives
+the job (inputs, model and checkpoint directories), and the job's `metrics.json` is the
+trainer's summary. Backends, job kinds and data bridges are the launcher's.
 """
 
 from __future__ import annotations
@@ -15,15 +17,43 @@ from typing import Any
 
 from mlworkloads.data.storage import filesystem
 from mlworkloads.kube import resolve_backend
+from mlworkloads.training.boosting_config import BoostingConfig
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.job_launch import BACKENDS, Inputs, Locations, launch_job, merge_task_config
 from mlworkloads.training.local import TRAINER_COMMAND
 
-__all__ = ["Inputs", "TrainStepResult", "run_scoped_job_name", "train", "train_step", "trainer_command"]
+__all__ = ["FAMILIES", "Inputs", "TrainStepResult", "run_scoped_job_name", "train", "train_step", "trainer_command"]
 
-#: The name an unresolved task-name placeholder stands for in the job's name.
-TASK_NAME = "train-pytorchjob"
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A built-in model family: its config, the command every worker runs, how workers start."""
+
+    name: str
+    config_class: type
+    command: tuple[str, ...]
+    framework: str
+    #: The name an unresolved task-name placeholder stands for in the job's name (its component's).
+    task_name: str
+
+
+FAMILIES = {
+    "network": Family("network", TrainConfig, tuple(TRAINER_COMMAND), "torch", "train-pytorchjob"),
+    "xgboost": Family(
+        "xgboost", BoostingConfig, ("python", "-m", "mlworkloads.training.boosting"), "xgboost", "train-xgboost"
+    ),
+}
+#: The name an unresolved task-name placeholder stands for in the network's job's name.
+TASK_NAME = FAMILIES["network"].task_name
+#: The config fields the launcher fills in from the job's locations.
+LOCATION_FIELDS = ("train_uri", "validation_uri", "preprocessor_uri", "output_uri", "checkpoint_uri")
+
+
+def family_for(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"model_family={name!r}: expected one of {sorted(FAMILIES)}.")
+    return FAMILIES[name]
 
 
 def train(
@@ -46,9 +76,10 @@ def train(
     keep_job: bool = False,
     max_restarts: int = 0,
     poll_interval_seconds: int = 5,
+    model_family: str = "network",
     echo: Callable[[str], None] = lambda line: print(line, end="" if line.endswith("\n") else "\n", flush=True),
 ) -> dict[str, Any]:
-    """Trains and leaves the exported model in `model_dir`; returns the run's metrics summary.
+    """Trains a `model_family` model and leaves it in `model_dir`; returns the run's metrics summary.
 
     Every setting is checked before anything is launched.
 
@@ -56,18 +87,22 @@ def train(
         ConfigError: a bad setting, naming it.
         TrainingFailed / JobFailed: training failed, with the log tail.
     """
-    _config(training, "train", "validation", "preprocessor", "model", "checkpoints")  # refuse bad settings first
+    family = family_for(model_family)
+    _config(
+        training, "train", "validation", "preprocessor", "model", "checkpoints", family
+    )  # refuse bad settings first
     if resolve_backend(backend, BACKENDS, "auto", ConfigError) == "local":
         _check_label({"train": train_features.path, "validation": validation_features.path})
 
-    def config(at: Locations) -> TrainConfig:
+    def config(at: Locations):
         return _config(
             training,
             at.inputs["train"],
             at.inputs["validation"],
             at.inputs["preprocessor"],
-            output_uri=at.model_dir,
-            checkpoint_uri=at.checkpoint_dir,
+            at.model_dir,
+            at.checkpoint_dir,
+            family,
         )
 
     def resume_hint(at: Locations) -> str:
@@ -76,7 +111,7 @@ def train(
         return resume_hint(at.checkpoint_dir)
 
     result = launch_job(
-        command=lambda at: [*TRAINER_COMMAND, "--config-json", config(at).to_json()],
+        command=lambda at: [*family.command, "--config-json", config(at).to_json()],
         model_dir=model_dir,
         inputs={"train": train_features, "validation": validation_features, "preprocessor": preprocessor},
         model_uri=model_uri,
@@ -86,9 +121,10 @@ def train(
         bridge=bridge,
         workspace_path=workspace_path,
         runtime=runtime,
+        framework=family.framework,
         run_id=run_id,
         task_name=task_name,
-        default_task_name=TASK_NAME,
+        default_task_name=family.task_name,
         identity=_identity(training, model_uri or model_dir),
         wait_timeout_seconds=wait_timeout_seconds,
         keep_job=keep_job,
@@ -123,7 +159,7 @@ def train_step(
     passed_through: dict[str, Any],
     **options: Any,
 ) -> TrainStepResult:
-    """What the `train_pytorchjob` component does: train, then shape what the step records.
+    """What `train_pytorchjob` and `train_xgboost` do: train, then shape what the step records.
 
     `passed_through` is what KFP passes through from the task (its `TaskConfig`: resources,
     tolerations, node selector, affinity, env, volumes); the task's node selector and
@@ -132,7 +168,8 @@ def train_step(
     from mlworkloads.training.report import curves_html
     from mlworkloads.training.sweep import HYPERPARAMETERS_KEY, recorded_hyperparameters
 
-    training = {k: v for k, v in training.items() if v is not None}  # None: TrainConfig's default
+    training = {k: v for k, v in training.items() if v is not None}  # None: the config's default
+    family = family_for(options.get("model_family", "network"))
     job = merge_task_config(job, passed_through)
     summary = train(
         train_features=train_features,
@@ -146,20 +183,31 @@ def train_step(
     )
     final = {key: round(float(value), 6) for key, value in summary["metrics"].items()}
     # The settings as the trainer took them (its defaults filled in), for the sweep to read back.
-    config = _config(training, train_features.uri, validation_features.uri, preprocessor.uri, model_dir, model_dir)
+    config = _config(
+        training, train_features.uri, validation_features.uri, preprocessor.uri, model_dir, model_dir, family
+    )
     metadata = {
         HYPERPARAMETERS_KEY: recorded_hyperparameters(config),
-        "framework": "pytorch",
-        "torch_version": summary.get("torch_version", ""),
+        "model_family": family.name,
         "world_size": summary.get("world_size", 0),
-        "best_epoch": summary["best_epoch"] + 1,
         **final,
     }
-    metrics = {
-        **final,
-        "samples_per_second": round(float(summary["samples_per_second"]), 1),
-        "epochs_run": summary["epochs_run"],
-    }
+    if family.name == "xgboost":
+        metadata.update(framework="xgboost", xgboost_version=summary.get("xgboost_version", ""))
+        metadata["best_round"] = summary["best_round"]
+        metrics = {
+            **final,
+            "rounds_run": summary["rounds_run"],
+            "training_seconds": round(summary["training_seconds"], 2),
+        }
+    else:
+        metadata.update(framework="pytorch", torch_version=summary.get("torch_version", ""))
+        metadata["best_epoch"] = summary["best_epoch"] + 1
+        metrics = {
+            **final,
+            "samples_per_second": round(float(summary["samples_per_second"]), 1),
+            "epochs_run": summary["epochs_run"],
+        }
     return TrainStepResult(metadata=metadata, metrics=metrics, curves_html=curves_html(summary["history"]))
 
 
@@ -187,14 +235,16 @@ def trainer_command(config: TrainConfig, max_restarts: int = 0) -> list[str]:
     return cluster_command([*TRAINER_COMMAND, "--config-json", config.to_json()], max_restarts)
 
 
-def _config(training: dict[str, Any], train_uri, validation_uri, preprocessor_uri, output_uri, checkpoint_uri):
-    known = {f.name for f in dataclasses.fields(TrainConfig)} - {
-        "train_uri",
-        "validation_uri",
-        "preprocessor_uri",
-        "output_uri",
-        "checkpoint_uri",
-    }
+def _config(
+    training: dict[str, Any],
+    train_uri,
+    validation_uri,
+    preprocessor_uri,
+    output_uri,
+    checkpoint_uri,
+    family: Family = FAMILIES["network"],
+):
+    known = {f.name for f in dataclasses.fields(family.config_class)} - set(LOCATION_FIELDS)
     training = dict(training)
     if isinstance(training.get("hidden_sizes"), list):
         # KFP carries numbers in lists as floats (protobuf Value); 128.0 means 128.
@@ -204,7 +254,7 @@ def _config(training: dict[str, Any], train_uri, validation_uri, preprocessor_ur
     unknown = sorted(set(training) - known)
     if unknown:
         raise ConfigError(f"unknown training setting(s) {unknown}; known: {sorted(known)}.")
-    config = TrainConfig(
+    config = family.config_class(
         train_uri=train_uri,
         validation_uri=validation_uri,
         preprocessor_uri=preprocessor_uri,
@@ -212,7 +262,7 @@ def _config(training: dict[str, Any], train_uri, validation_uri, preprocessor_ur
         checkpoint_uri=checkpoint_uri,
         **training,
     )
-    if config.model_factory:
+    if getattr(config, "model_factory", ""):
         from mlworkloads.training.model import resolve_factory
 
         resolve_factory(config.model_factory)

@@ -38,14 +38,16 @@ def run_local(
     echo: Callable[[str], None] = lambda line: print(line, end="", flush=True),
     env: dict[str, str] | None = None,
     explain_failure: Callable[[], str] = lambda: "",
+    framework: str = "torch",
 ) -> None:
-    """Runs `command` under `torchrun --standalone` on this machine and waits for it.
+    """Runs `command` under `torchrun --standalone` (XGBoost: `spawn.py`) on this machine and waits for it.
 
     The child runs in its own process group; if this process is interrupted (Ctrl-C or
     SIGTERM) the whole group is stopped, so no torchrun worker is left behind.
 
     Args:
         command: What each process runs (`torchrun.local_command` adds torchrun).
+        framework: "torch", or "xgboost": `nproc_per_node` XGBoost workers (`spawn.local_command`).
         explain_failure: Adds to the error what the caller knows (e.g. where to resume from).
 
     Raises:
@@ -53,11 +55,14 @@ def run_local(
     """
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node={nproc_per_node!r}: expected at least 1 process.")
+    from mlworkloads.training import spawn
+
+    launcher = spawn.local_command if framework == "xgboost" else local_command
     tail: collections.deque[str] = collections.deque(maxlen=4 * LOG_TAIL_LINES)
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     with (
         subprocess.Popen(
-            local_command(command, nproc_per_node, max_restarts),
+            launcher(command, nproc_per_node, max_restarts),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -73,8 +78,9 @@ def run_local(
         code = process.wait()
     if code != 0:
         why = explain_failure()
+        launched = "the XGBoost workers" if framework == "xgboost" else "torchrun"
         raise TrainingFailed(
-            f"torchrun exited with code {code}{'; ' + why if why else ''}.\n{_failure_summary(tail)}--- log ---\n"
+            f"{launched} exited with code {code}{'; ' + why if why else ''}.\n{_failure_summary(tail)}--- log ---\n"
             + digest(list(tail), LOG_TAIL_LINES)
         )
 
@@ -84,8 +90,9 @@ def resume_hint(checkpoint_uri: str) -> str:
     pointer = latest_pointer(checkpoint_uri)
     if not pointer:
         return "no checkpoint was written"
+    unit = pointer.get("unit", "epoch")
     return (
-        f"the last checkpoint is epoch {pointer['epoch'] + 1} at {checkpoint_uri}/{pointer['file']}; "
+        f"the last checkpoint is {unit} {pointer['epoch'] + 1} at {checkpoint_uri}/{pointer['file']}; "
         "running again resumes from it"
     )
 

@@ -1,7 +1,8 @@
-"""Turning a training log into the part of it a failure message needs."""
+"""Training logs: rank-0 logging, and the part of a log a failure message needs."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 # The trainer reports bad input as "error: ..."; Python reports crashes as "SomeError: ...".
@@ -19,3 +20,20 @@ def digest(lines: list[str], tail: int = 30) -> str:
     head = "".join(f"  {e}\n" for e in errors[-5:])
     body = "".join(line if line.endswith("\n") else line + "\n" for line in lines[-tail:])
     return (f"errors reported:\n{head}" if head else "") + body
+
+
+def rank_zero_logger(world, name: str = "mlworkloads.training") -> logging.Logger:
+    """A logger that speaks on global rank 0 only, so N processes do not print N copies.
+
+    `world` is either trainer's: anything with `rank` and `is_main`.
+    """
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)s] %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if world.is_main else logging.WARNING)
+    for handler in logger.handlers:
+        handler.addFilter(lambda record: setattr(record, "rank", world.rank) or True)
+    return logger

@@ -1,8 +1,8 @@
-"""The PyTorchJob kind (training operator v1.9) as `job_runner.JobRunner` drives it.
+"""The training operator's (v1.9) kinds as `job_runner.JobRunner` drives them: PyTorchJob, and XGBoostJob.
 
-Its calls go through the official `kubeflow-training` client; the job `pytorchjob_spec.py`
+Their calls go through the official `kubeflow-training` client; the job `pytorchjob_spec.py`
 builds is created, read, listed and deleted here, and its pods are found by the operator's
-labels (the Master's is the leader).
+labels (the Master's is the leader). The two kinds differ only in their names.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from mlworkloads.training import job_runner
 from mlworkloads.training.errors import JobFailed
 from mlworkloads.training.job_runner import JobKind, JobRunner, permission_hint
 
-__all__ = ["JobFailed", "PyTorchJobKind", "PyTorchJobRunner", "delete_run_jobs", "permission_hint"]
+__all__ = ["JobFailed", "PyTorchJobKind", "PyTorchJobRunner", "XGBoostJobKind", "delete_run_jobs", "permission_hint"]
 
 PLURAL = kf.JOB_PARAMETERS[kf.PYTORCHJOB_KIND]["plural"]
 
 
 class PyTorchJobKind(JobKind):
     kind = kf.PYTORCHJOB_KIND
+    plural = PLURAL
     resource = f"{PLURAL}.{kf.GROUP}"
     container = kf.PYTORCHJOB_CONTAINER
     succeeded = kf.JOB_CONDITION_SUCCEEDED
@@ -36,21 +37,30 @@ class PyTorchJobKind(JobKind):
         self.client.create_job(job=manifest, namespace=namespace)
 
     def conditions(self, name: str, namespace: str) -> list[dict[str, str]]:
-        job = self.client.custom_api.get_namespaced_custom_object(kf.GROUP, kf.VERSION, namespace, PLURAL, name)
+        job = self.client.custom_api.get_namespaced_custom_object(kf.GROUP, kf.VERSION, namespace, self.plural, name)
         return (job.get("status") or {}).get("conditions") or []
 
     def delete(self, name: str, namespace: str) -> None:
-        self.client.delete_job(name=name, namespace=namespace)
+        self.client.delete_job(name=name, namespace=namespace, job_kind=self.kind)
 
     def names(self, namespace: str, label_selector: str) -> list[str]:
         found = self.client.custom_api.list_namespaced_custom_object(
-            kf.GROUP, kf.VERSION, namespace, PLURAL, label_selector=label_selector
+            kf.GROUP, kf.VERSION, namespace, self.plural, label_selector=label_selector
         )
         return [item["metadata"]["name"] for item in found.get("items", [])]
 
     def pod_selector(self, name: str, leader: bool = False) -> str:
         selector = f"{kf.JOB_NAME_LABEL}={name}"
         return f"{selector},{kf.JOB_ROLE_LABEL}={kf.JOB_ROLE_MASTER}" if leader else selector
+
+
+class XGBoostJobKind(PyTorchJobKind):
+    """XGBoostJob: a Master (rank 0, which runs XGBoost's tracker) and Workers, no torchrun."""
+
+    kind = kf.XGBOOSTJOB_KIND
+    plural = kf.XGBOOSTJOB_PLURAL
+    resource = f"{kf.XGBOOSTJOB_PLURAL}.{kf.GROUP}"
+    container = kf.XGBOOSTJOB_CONTAINER
 
 
 class PyTorchJobRunner(JobRunner):

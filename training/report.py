@@ -14,18 +14,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def curves_html(history: list[dict[str, Any]], title: str = "Training curves") -> str:
-    """An HTML page with the per-epoch curves (embedded PNG) and the history as a table."""
+    """An HTML page with the curves (embedded PNG) and the history as a table.
+
+    The network's history has an entry per epoch (losses and the validation metric); the
+    boosted trees' one per round (the validation metric).
+    """
     if not history:
         return f"<html><body><h1>{html.escape(title)}</h1><p>No epochs were run.</p></body></html>\n"
-    epochs = [h["epoch"] + 1 for h in history]
+    step = "epoch" if "epoch" in history[0] else "round"
+    steps = [h[step] + 1 for h in history]
     metric = next(k for k in history[0] if k.startswith("validation_") and k != "validation_loss")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
-    left.plot(epochs, [h["validation_loss"] for h in history], marker="o", label="validation loss")
-    left.set_xlabel("epoch")
-    left.legend()
-    right.plot(epochs, [h[metric] for h in history], marker="o", color="tab:green")
-    right.set_xlabel("epoch")
+    marker = "o" if len(history) <= 50 else None
+    if "train_loss" in history[0]:
+        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+        left.plot(steps, [h["train_loss"] for h in history], marker=marker, label="train loss")
+        left.plot(steps, [h["validation_loss"] for h in history], marker=marker, label="validation loss")
+        left.set_xlabel(step)
+        left.legend()
+    else:
+        figure, right = plt.subplots(1, 1, figsize=(5, 3.6), dpi=100)
+    right.plot(steps, [h[metric] for h in history], marker=marker, color="tab:green")
+    right.set_xlabel(step)
     right.set_title(metric.replace("_", " "))
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -11,13 +11,15 @@ from mlworkloads.training import evaluation
 LOWER_IS_BETTER = {"validation_loss", *(f"validation_{name}" for name in evaluation.LOWER_IS_BETTER)}
 #: The hyperparameters a trial records in its model's metadata, and the retrain takes.
 SWEPT = ("hidden_sizes", "learning_rate", "dropout", "batch_size", "weight_decay")
+#: The same for a boosted-trees trial.
+SWEPT_BOOSTING = ("learning_rate", "max_leaves", "max_depth", "min_child_weight", "subsample", "colsample_bytree")
 #: The model artifact's metadata key that holds them.
 HYPERPARAMETERS_KEY = "hyperparameters"
 
 
 def recorded_hyperparameters(config) -> dict[str, Any]:
-    """What a trained model records of its `TrainConfig` for `select_best` to read back."""
-    return {key: getattr(config, key) for key in SWEPT}
+    """What a trained model records of its config (`TrainConfig`, `BoostingConfig`) for `select_best` to read back."""
+    return {key: getattr(config, key) for key in (SWEPT if hasattr(config, "hidden_sizes") else SWEPT_BOOSTING)}
 
 
 def select_best(trials: list[dict[str, Any]], metric: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from mlworkloads.data.storage import atomic_open, read_bytes
 from mlworkloads.training import checkpoint, distributed, export, quality
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.errors import ConfigError
+from mlworkloads.training.logs import rank_zero_logger
 from mlworkloads.training.model import build_model, feature_spec
 
 
@@ -71,7 +72,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, world: distributed.World):
         self.config = config
         self.world = world
-        self.log = distributed.rank_zero_logger(world)
+        self.log = rank_zero_logger(world)
         if config.batch_size % world.world_size:
             raise ConfigError(
                 f"batch_size={config.batch_size} is not divisible by the {world.world_size} processes: "

@@ -62,13 +62,20 @@ def _plain(value: Any) -> Any:
 
 
 def build_trainjob(
-    name: str, namespace: str, settings: JobSettings, command: list[str], runtime: str = DEFAULT_RUNTIME
+    name: str,
+    namespace: str,
+    settings: JobSettings,
+    command: list[str],
+    runtime: str = DEFAULT_RUNTIME,
+    per_node: bool = True,
 ) -> models.TrainerV1alpha1TrainJob:
     """The TrainJob, from `kubeflow-trainer-api`'s typed models.
 
     Args:
-        command: The container's command, torchrun included (`torchrun.cluster_command`).
+        command: The container's command (torchrun included for torch: `torchrun.cluster_command`).
         runtime: The ClusterTrainingRuntime to run on.
+        per_node: Set the processes per node (torch); the `xgboost-distributed` runtime runs one
+            worker per node (per GPU) and takes no count.
 
     Raises:
         ConfigError: a setting a TrainJob cannot carry (`check_settings`).
@@ -109,9 +116,10 @@ def build_trainjob(
         "image": settings.image,
         "command": command,
         "numNodes": settings.num_workers,
-        "numProcPerNode": settings.nproc_per_node,
         "resourcesPerNode": _plain(resources(settings)),
     }
+    if per_node:
+        trainer["numProcPerNode"] = settings.nproc_per_node
     env = _plain(container_env(settings))
     if env:
         trainer["env"] = env

@@ -104,11 +104,19 @@ def test_a_bad_metrics_file_is_refused_naming_it(tmp_path, text, message):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"backend": "slurm"}, "backend='slurm': expected one of ['auto', 'local', 'pytorchjob', 'trainjob']"),
+        (
+            {"backend": "slurm"},
+            "backend='slurm': expected one of ['auto', 'local', 'pytorchjob', 'xgboostjob', 'trainjob']",
+        ),
         ({"bridge": "nfs"}, "bridge='nfs': expected one of ['artifacts', 'volume', 'workspace']"),
         ({"command": ["torchrun", "train.py"]}, "starts with torchrun"),
+        ({"framework": "jax"}, "framework='jax': expected one of ['torch', 'xgboost']"),
+        (
+            {"backend": "pytorchjob", "framework": "xgboost"},
+            "job_kind='pytorchjob' does not run xgboost training: use 'trainjob', 'auto' or 'xgboostjob'",
+        ),
     ],
-    ids=["backend", "bridge", "torchrun"],
+    ids=["backend", "bridge", "torchrun", "framework", "kind-of-the-other-framework"],
 )
 def test_bad_settings_are_refused_before_anything_runs(tmp_path, options, message):
     arguments = {"command": ["python", "train.py"], "model_dir": str(tmp_path / "m"), "backend": "local"} | options
