@@ -77,10 +77,10 @@ def ours(features: dict[str, str], out: str, workers: int) -> float:
 def serving_p50s(model_dir: str, test_raw: str, n: int) -> tuple[float, float]:
     """(trivial model's, ours) median latency of a 1-row V1 request."""
     import pyarrow.parquet as pq
-    from serving import _load, _trivial_server
 
     from mlworkloads.serving.local_server import local_predictor
     from mlworkloads.training.export import load
+    from serving import _load, _trivial_server
 
     test = pq.read_table(test_raw)
     columns = load(model_dir).preprocessor.feature_columns
@@ -109,7 +109,8 @@ def main() -> int:
     report.figure("boosting.test_roc_auc", one_auc, ">= 0.93", one_auc >= 0.93, fmt="{:.4f}")
     report.figure("boosting.test_roc_auc_minus_baseline", one_auc - base_auc, ">= 0", one_auc >= base_auc, "{:+.4f}")
     report.figure("boosting.train_s_1_worker", one_seconds, "read, train, export")
-    report.figure("boosting.train_vs_baseline_fit", one_seconds / base_seconds, "<= 2x", one_seconds <= 2 * base_seconds)
+    report.figure("boosting.train_vs_baseline_fit", one_seconds / base_seconds, "<= 2x",
+                  one_seconds <= 2 * base_seconds)  # fmt: skip
     report.figure("boosting.train_s_2_workers", two_seconds, "report only; 2 cores")
     report.figure("boosting.test_roc_auc_2_vs_1_workers", abs(two_auc - one_auc), "<= 0.002",
                   abs(two_auc - one_auc) <= 0.002, "{:.5f}")  # fmt: skip

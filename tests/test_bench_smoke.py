@@ -11,7 +11,7 @@ BENCH = pathlib.Path(__file__).parents[1] / "bench"
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("script", ["data.py", "training.py", "serving.py", "pipeline.py"])
+@pytest.mark.parametrize("script", ["data.py", "training.py", "boosting.py", "serving.py", "pipeline.py"])
 def test_bench_script_runs_and_prints_its_figures_last(script):
     result = subprocess.run(
         [sys.executable, str(BENCH / script), "--smoke"], capture_output=True, text=True, timeout=600

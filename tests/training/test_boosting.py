@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import BOOSTED_SETTINGS as FAST
 
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.preprocessor import LABEL_COLUMN
@@ -16,8 +17,6 @@ from mlworkloads.training.boosting import run
 from mlworkloads.training.boosting_config import BoostingConfig
 from mlworkloads.training.errors import ConfigError, ModelDirError, TrainingFailed
 from mlworkloads.training.export import load
-
-from conftest import BOOSTED_SETTINGS as FAST
 
 
 def _config(features, out, **settings) -> BoostingConfig:
