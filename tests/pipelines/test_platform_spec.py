@@ -14,8 +14,9 @@ def _platform(name):
     return documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-def test_training_replicas_get_the_node_selector_and_tolerations_parameters():
-    train = _platform("training_pipeline")["exec-train-pytorchjob"]
+@pytest.mark.parametrize("executor", ["exec-train-pytorchjob", "exec-train-xgboost"])
+def test_training_replicas_get_the_node_selector_and_tolerations_parameters(executor):
+    train = _platform("training_pipeline")[executor]
     assert train["nodeSelector"] == {
         "nodeSelectorJson": {"componentInputParameter": "pipelinechannel--training_node_selector"}
     }
@@ -40,7 +41,8 @@ def test_no_step_maps_the_artifact_stores_keys_over_the_users_own_credentials(na
 
 def test_every_step_carries_the_pod_label():
     executors = _platform("training_pipeline")
-    assert len(executors) == 7
+    # the data steps, the summary, and per model family: train, evaluate, deploy
+    assert len(executors) == 10
     for name, config in executors.items():
         assert config["podMetadata"]["labels"] == {"app.kubernetes.io/part-of": "mlworkloads"}, name
 
@@ -70,7 +72,8 @@ def test_caching_is_off_for_training_evaluation_and_deploy_and_on_for_the_data_s
     walk(spec["root"]["dag"])
     for component in spec["components"].values():
         walk(component.get("dag", {}))
-    for name in ("train-pytorchjob", "evaluate-model", "deploy-inferenceservice"):
+    trees = ("train-xgboost", "evaluate-model-2", "deploy-inferenceservice-2")
+    for name in ("train-pytorchjob", "evaluate-model", "deploy-inferenceservice", *trees):
         assert tasks[name]["cachingOptions"] == {}, name
     for name in ("ingest-table", "split-dataset", "fit-preprocessor"):
         assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
@@ -100,6 +103,8 @@ def test_the_image_pull_secrets_parameter_reaches_the_replicas_and_the_predictor
             == "pipelinechannel--image_pull_secrets"
         }
         expected = {"deploy-inferenceservice", "train-pytorchjob"}
+        if name == "training_pipeline":
+            expected |= {"deploy-inferenceservice-2", "train-xgboost"}
         if name == "sweep_pipeline":
             expected |= {"train-pytorchjob-2"}
         assert expected <= wired, (name, wired)

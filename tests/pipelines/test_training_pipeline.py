@@ -63,6 +63,20 @@ def test_training_pipeline_trains_evaluates_and_deploys_locally(demo):
 
 
 @pytest.mark.e2e
+def test_model_family_xgboost_trains_gates_and_deploys_the_trees_locally(tmp_path):
+    settings = {**SMALL, "model_family": "xgboost", "num_boost_round": 80, "nproc_per_node": 2}
+    root = run_locally(PIPELINES["training_pipeline"], settings, str(tmp_path))
+    assert not _ran(root, "train-pytorchjob")
+    model = find_output(root, "train-xgboost", "model")
+    assert sorted(os.listdir(model)) == ["metrics.json", "model.json", "model.ubj", "preprocessor.json"]
+    assert json.loads(pathlib.Path(model, "metrics.json").read_text())["world_size"] == 2
+    report = pathlib.Path(find_output(root, "evaluate-model-2", "report")).read_text()
+    assert "Evaluation: PASSED" in report
+    status = json.loads(pathlib.Path(find_output(root, "deploy-inferenceservice-2", "status")).read_text())
+    assert status["ready"] is True and status["smoke_test"]["max_difference"] < 1e-4
+
+
+@pytest.mark.e2e
 def test_a_gate_that_fails_skips_the_deploy_step(tmp_path):
     root = run_locally(PIPELINES["training_pipeline"], {**SMALL, "thresholds": {"roc_auc": ">=0.999"}}, str(tmp_path))
     assert _ran(root, "evaluate-model")

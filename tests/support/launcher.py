@@ -77,8 +77,9 @@ def missing_fields(sent, stored, path="spec") -> list[str]:
     return [] if sent == stored else [f"{path}: sent {sent!r}, stored {stored!r}"]
 
 
-def train_as(launcher, features, tmp_path, job=None, **kwargs):
-    """`launch.train` as the step calls it, on the cluster (a PyTorchJob unless `backend` says otherwise).
+def train_as(launcher, features, tmp_path, job=None, training=None, **kwargs):
+    """`launch.train` as the step calls it, on the cluster (a PyTorchJob unless `backend` says otherwise;
+    the network unless `model_family` says otherwise, with `training` its settings).
 
     Returns the summary and the lines the step printed.
     """
@@ -98,7 +99,7 @@ def train_as(launcher, features, tmp_path, job=None, **kwargs):
         validation_features=inputs["validation"],
         preprocessor=inputs["preprocessor"],
         model_dir=str(tmp_path / "out" / "model"),
-        training=TRAINING,
+        training=TRAINING if training is None else training,
         job={"image": TRAINER_IMAGE, "num_workers": 2, "nproc_per_node": 1, "namespace": launcher.namespace}
         | (job or {}),
         **options,
