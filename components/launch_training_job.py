@@ -36,6 +36,7 @@ def launch_training_job(
     base_model: Optional[Input[Model]] = None,
     job_kind: str = "auto",
     runtime: str = "",
+    framework: str = "torch",
     num_nodes: int = 1,
     nproc_per_node: int = 1,
     gpus_per_node: int = 0,
@@ -59,10 +60,14 @@ def launch_training_job(
     run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
-    """Runs a team's image and command as distributed PyTorch training and returns its model.
+    """Runs a team's image and command as distributed training (PyTorch or XGBoost) and returns its model.
 
-    Every process runs `command` + `args` under torchrun (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`,
-    `MASTER_ADDR`, `MASTER_PORT` set, as `init_process_group` reads them). The job finds its
+    With `framework="torch"` every process runs `command` + `args` under torchrun (`RANK`,
+    `LOCAL_RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT` set, as `init_process_group` reads
+    them). With `framework="xgboost"` each node runs one XGBoost worker, started as an
+    XGBoostJob or Trainer's `xgboost-distributed` runtime starts it (`MASTER_*`, `RANK`,
+    `WORLD_SIZE`, or `DMLC_*`): `mlworkloads.training.xgboost_world` reads either and joins
+    XGBoost's collective, rank 0 running the tracker. The job finds its
     inputs and where to write through environment variables: rank 0 writes the model to
     `$MLWORKLOADS_MODEL_DIR` (every file there becomes the `model` artifact) and may write a
     `metrics.json` there (a JSON object; its numeric values become `metrics`); checkpoints go to
@@ -85,10 +90,13 @@ def launch_training_job(
         base_model: Optional model to fine-tune.
         task_config: Filled by KFP from the task's resources, tolerations, node selector,
             affinity and env, and forwarded to the training nodes.
-        job_kind: "auto" (inside a cluster the TrainJob or PyTorchJob it serves, TrainJob first;
-            local otherwise), "trainjob" (Kubeflow Trainer v2.3), "pytorchjob" (training
-            operator v1.9) or "local".
-        runtime: The TrainJob's ClusterTrainingRuntime; empty for `torch-distributed`.
+        job_kind: "auto" (inside a cluster the TrainJob or the training operator's job it serves,
+            TrainJob first; local otherwise), "trainjob" (Kubeflow Trainer v2.3), "pytorchjob"
+            or "xgboostjob" (training operator v1.9, as `framework` says) or "local".
+        runtime: The TrainJob's ClusterTrainingRuntime; empty for `torch-distributed`
+            (`xgboost-distributed` for XGBoost).
+        framework: "torch" (torchrun on every node) or "xgboost" (one XGBoost worker per node;
+            locally `nproc_per_node` workers).
         num_nodes: Nodes of the job (a PyTorchJob: one Master plus Workers).
         nproc_per_node: Processes per node (one per GPU on GPU nodes); local processes locally.
         gpus_per_node: nvidia.com/gpu per node (requests equal limits).
@@ -153,6 +161,7 @@ def launch_training_job(
         backend=job_kind,
         nproc_per_node=nproc_per_node,
         runtime=runtime,
+        framework=framework,
         bridge=bridge,
         workspace_path=workspace_path,
         run_id=run_id,

@@ -1,8 +1,14 @@
-"""`sweep_pipeline`: a hyperparameter sweep, then the best configuration retrained, gated and deployed."""
+"""`sweep_pipeline`: a hyperparameter sweep over both model families, then the best retrained, gated and deployed.
+
+The network's configurations and the trees' run as two loops; `select_best_trial` compares every
+trial on the same validation metric, and the winner's family is retrained in its own branch
+with its own evaluate -> deploy (a task after the branches would need `dsl.OneOf`, which
+`kfp.local` does not run).
+"""
 
 from kfp import dsl
 
-from mlworkloads.components import select_best_trial, summarize_run, train_pytorchjob
+from mlworkloads.components import select_best_trial, summarize_run, train_pytorchjob, train_xgboost
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.pipelines._platform import label_pods, place_training_replicas
 from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
@@ -12,8 +18,20 @@ DEFAULT_CONFIGURATIONS = [
     {"hidden_sizes": [128, 64], "learning_rate": 0.002, "dropout": 0.1},
     {"hidden_sizes": [256, 128], "learning_rate": 0.001, "dropout": 0.2},
 ]
+DEFAULT_TREE_CONFIGURATIONS = [
+    {"learning_rate": 0.1, "max_leaves": 31},
+    {"learning_rate": 0.1, "max_leaves": 63},
+]
 #: Trials run at once; a compile-time setting in KFP (ParallelFor's parallelism is static).
 PARALLELISM = 2
+
+
+def _retrain_then_gate(final: dsl.PipelineTask, node_selector, tolerations, gate_and_deploy: dict) -> None:
+    """The final training task's placement, then evaluate -> (if passed) deploy after it."""
+    final.set_caching_options(False)
+    place_training_replicas(final, node_selector, tolerations)
+    label_pods(final)
+    add_evaluate_and_deploy(train=final, **gate_and_deploy)
 
 
 @dsl.pipeline(name="sweep-pipeline")
@@ -26,9 +44,12 @@ def sweep_pipeline(
     max_rows: int = 0,
     categorical_columns: list = ["flight"],
     configurations: list = DEFAULT_CONFIGURATIONS,
+    tree_configurations: list = DEFAULT_TREE_CONFIGURATIONS,
     trial_epochs: int = 2,
+    trial_rounds: int = 200,
     selection_metric: str = "validation_roc_auc",
     epochs: int = 8,
+    num_boost_round: int = 1000,
     backend: str = "auto",
     nproc_per_node: int = 1,
     num_workers: int = 2,
@@ -45,7 +66,7 @@ def sweep_pipeline(
     canary_traffic_percent: int = 10,
     webhook_url: str = "",
 ):
-    """Trains one short trial per configuration (2 at a time), retrains the best, gates and deploys it.
+    """Trains one short trial per configuration of either family (2 at a time), retrains the best, gates and deploys it.
 
     Args:
         source_uri: Table to read (local path, http(s)://, s3://, gs://, or a sample:// table).
@@ -55,11 +76,17 @@ def sweep_pipeline(
         row_filter: pandas expression choosing the rows to keep.
         max_rows: Keep at most this many rows (0: all).
         categorical_columns: Columns to treat as categorical.
-        configurations: One dict per trial with hidden_sizes, learning_rate and dropout.
-        trial_epochs: Epochs of each trial.
-        selection_metric: Validation metric that picks the best trial.
-        epochs: Epochs of the final training.
-        backend: Training backend: "auto", "local", "pytorchjob" or "trainjob".
+        configurations: One dict per network trial with hidden_sizes, learning_rate and dropout.
+        tree_configurations: One dict per gradient-boosted-trees trial with learning_rate and
+            max_leaves (at least one: kfp.local cannot collect the outputs of an empty loop).
+        trial_epochs: Epochs of each network trial.
+        trial_rounds: Boosting rounds of each trees trial.
+        selection_metric: Validation metric that picks the best trial, of either family.
+        epochs: Epochs of the final training when the network wins.
+        num_boost_round: Maximum boosting rounds of the final training when the trees win.
+        backend: Training backend of both families: "auto" (in a cluster the TrainJob, or else the
+            training operator's job, it serves), "local" or "trainjob" (the operator's kinds differ
+            per family: "pytorchjob" would be refused for the trees).
         nproc_per_node: Processes per replica (local processes with the local backend).
         num_workers: PyTorchJob replicas per training.
         gpus_per_worker: GPUs per replica.
@@ -102,15 +129,28 @@ def sweep_pipeline(
             "backend": backend,
             "nproc_per_node": nproc_per_node,
             "num_workers": num_workers,
-            "gpus_per_worker": gpus_per_worker,
             "namespace": namespace,
             "image_pull_secrets": image_pull_secrets,
             **RUN_SCOPED,
         }
+        network = {**cluster, "gpus_per_worker": gpus_per_worker}
+        gate_and_deploy = {
+            "split": data.split,
+            "thresholds": thresholds,
+            "champion_service": champion_service,
+            "min_improvement": min_improvement,
+            "service_name": service_name,
+            "namespace": namespace,
+            "deploy_backend": deploy_backend,
+            "canary_traffic_percent": canary_traffic_percent,
+            "min_replicas": 1,
+            "max_replicas": 3,
+            "image_pull_secrets": image_pull_secrets,
+        }
         with dsl.ParallelFor(configurations, parallelism=PARALLELISM, name="trials") as configuration:
             trial = train_pytorchjob(
                 **features,
-                **cluster,
+                **network,
                 epochs=trial_epochs,
                 hidden_sizes=configuration.hidden_sizes,
                 learning_rate=configuration.learning_rate,
@@ -118,30 +158,40 @@ def sweep_pipeline(
             )
             trial.set_caching_options(False)
             place_training_replicas(trial, training_node_selector, training_tolerations)
-        best = select_best_trial(trials=dsl.Collected(trial.outputs["model"]), metric=selection_metric)
-        final = train_pytorchjob(
-            **features,
-            **cluster,
-            epochs=epochs,
-            hidden_sizes=best.outputs["hidden_sizes"],
-            learning_rate=best.outputs["learning_rate"],
-            dropout=best.outputs["dropout"],
+        with dsl.ParallelFor(tree_configurations, parallelism=PARALLELISM, name="tree-trials") as tree_configuration:
+            tree_trial = train_xgboost(
+                **features,
+                **cluster,
+                num_boost_round=trial_rounds,
+                learning_rate=tree_configuration.learning_rate,
+                max_leaves=tree_configuration.max_leaves,
+            )
+            tree_trial.set_caching_options(False)
+            place_training_replicas(tree_trial, training_node_selector, training_tolerations)
+        best = select_best_trial(
+            trials=dsl.Collected(trial.outputs["model"]),
+            tree_trials=dsl.Collected(tree_trial.outputs["model"]),
+            metric=selection_metric,
         )
-        final.set_caching_options(False)
-        place_training_replicas(final, training_node_selector, training_tolerations)
-        label_pods(data.ingest, data.split, data.preprocess, trial, best, final)
-        add_evaluate_and_deploy(
-            train=final,
-            split=data.split,
-            thresholds=thresholds,
-            champion_service=champion_service,
-            min_improvement=min_improvement,
-            service_name=service_name,
-            namespace=namespace,
-            deploy_backend=deploy_backend,
-            canary_traffic_percent=canary_traffic_percent,
-            min_replicas=1,
-            max_replicas=3,
-            image_pull_secrets=image_pull_secrets,
-        )
+        label_pods(data.ingest, data.split, data.preprocess, trial, tree_trial, best)
+        # The network first: its tasks keep the names they had before the trees came.
+        with dsl.If(best.outputs["model_family"] != "xgboost", name="network-won"):
+            final = train_pytorchjob(
+                **features,
+                **network,
+                epochs=epochs,
+                hidden_sizes=best.outputs["hidden_sizes"],
+                learning_rate=best.outputs["learning_rate"],
+                dropout=best.outputs["dropout"],
+            )
+            _retrain_then_gate(final, training_node_selector, training_tolerations, gate_and_deploy)
+        with dsl.Else(name="trees-won"):
+            final_trees = train_xgboost(
+                **features,
+                **cluster,
+                num_boost_round=num_boost_round,
+                learning_rate=best.outputs["learning_rate"],
+                max_leaves=best.outputs["max_leaves"],
+            )
+            _retrain_then_gate(final_trees, training_node_selector, training_tolerations, gate_and_deploy)
     label_pods(exit_task)

@@ -13,8 +13,9 @@ LOWER_IS_BETTER = {"validation_loss", *(f"validation_{name}" for name in evaluat
 SWEPT = ("hidden_sizes", "learning_rate", "dropout", "batch_size", "weight_decay")
 #: The same for a boosted-trees trial.
 SWEPT_BOOSTING = ("learning_rate", "max_leaves", "max_depth", "min_child_weight", "subsample", "colsample_bytree")
-#: The model artifact's metadata key that holds them.
+#: The model artifact's metadata keys that hold them, and the trial's model family.
 HYPERPARAMETERS_KEY = "hyperparameters"
+FAMILY_KEY = "model_family"
 
 
 def recorded_hyperparameters(config) -> dict[str, Any]:
@@ -23,7 +24,9 @@ def recorded_hyperparameters(config) -> dict[str, Any]:
 
 
 def select_best(trials: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """The hyperparameters of the trial with the best `metric` (from each trial model's metadata).
+    """The model family and hyperparameters of the trial with the best `metric` (from each trial
+    model's metadata), whichever family each trial trained: the families are scored on the same
+    validation split, so their metrics compare.
 
     Raises:
         DataError: no trials, or a trial without the metric (naming the ones it has).
@@ -38,7 +41,11 @@ def select_best(trials: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     lower = metric in LOWER_IS_BETTER
     best = min(trials, key=lambda t: t[metric]) if lower else max(trials, key=lambda t: t[metric])
     recorded = best.get(HYPERPARAMETERS_KEY, {})
-    chosen = {key: recorded[key] for key in SWEPT if key in recorded}
+    family = best.get(FAMILY_KEY, "network")  # models from before the trees carry no family
+    chosen = {key: recorded[key] for key in (SWEPT_BOOSTING if family == "xgboost" else SWEPT) if key in recorded}
     if "hidden_sizes" in chosen:  # KFP carries numbers in lists as floats
         chosen["hidden_sizes"] = [int(h) for h in chosen["hidden_sizes"]]
-    return {**chosen, "metric": float(best[metric])}
+    for key in ("max_leaves", "max_depth"):  # and numbers in metadata as floats
+        if key in chosen:
+            chosen[key] = int(chosen[key])
+    return {**chosen, "model_family": family, "metric": float(best[metric])}

@@ -11,8 +11,8 @@ from mlworkloads import components
 from mlworkloads.components._spec import STEP_RESOURCES
 
 COMPILED = pathlib.Path(__file__).resolve().parents[2] / "compiled" / "pipelines"
-# Its task's resources go to the training replicas (task_config_passthroughs), not its pod.
-PASSES_RESOURCES_THROUGH = {"train-pytorchjob"}
+# Their task's resources go to the training replicas (task_config_passthroughs), not their pods.
+PASSES_RESOURCES_THROUGH = {"train-pytorchjob", "train-xgboost"}
 
 
 def _executors(path):

@@ -141,3 +141,40 @@ def test_the_checkpoint_directory_is_named_to_the_job(tmp_path):
                echo=lines.append)  # fmt: skip
     (line,) = [line for line in lines if line.startswith("ckpt ")]
     assert line.split()[1] == os.path.join(str(tmp_path / "out"), "training-work", "checkpoints")
+
+
+TEAM_XGBOOST_SCRIPT = """
+import json, os
+import numpy as np
+import xgboost as xgb
+from mlworkloads.training.xgboost_world import communicator, world
+
+place = world()
+with communicator(place):
+    from xgboost import collective
+    rng = np.random.default_rng(collective.get_rank())
+    x = rng.normal(size=(2000, 4))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    booster = xgb.train({"objective": "binary:logistic", "tree_method": "hist"}, xgb.DMatrix(x, y), 10)
+    if collective.get_rank() == 0:
+        out = os.environ["MLWORKLOADS_MODEL_DIR"]
+        os.makedirs(out, exist_ok=True)
+        booster.save_model(os.path.join(out, "model.json"))
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            json.dump({"workers": collective.get_world_size()}, f)
+"""
+
+
+def test_a_teams_own_xgboost_script_runs_on_two_workers(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TEAM_XGBOOST_SCRIPT)
+    result = launch_job(
+        command=["python", str(script)],
+        model_dir=str(tmp_path / "model"),
+        backend="local",
+        framework="xgboost",
+        nproc_per_node=2,
+        echo=lambda _: None,
+    )
+    assert result.files == ["metrics.json", "model.json"]
+    assert result.metrics(str(tmp_path / "model")) == {"workers": 2}

@@ -347,8 +347,10 @@ def test_every_api_call_the_launcher_makes_is_granted_by_the_shipped_role_and_no
     # Used only when run_id is KFP's placeholder (own pod) or the inputs are in KFP's store
     # (the kfp-launcher ConfigMap and its Secret): the artifact-store test checks those.
     conditional = {("get", "pods"), ("get", "configmaps"), ("get", "secrets")}
-    # The same verbs on TrainJobs, used with job_kind "trainjob" (tests/training/test_trainjob.py).
-    conditional |= {(verb, "trainjobs.trainer.kubeflow.org") for verb in ("create", "get", "list", "delete")}
+    # The same verbs on TrainJobs and XGBoostJobs, used with job_kind "trainjob" and by the trees
+    # (tests/training/test_trainjob.py, test_xgboost_jobs.py).
+    for resource in ("trainjobs.trainer.kubeflow.org", "xgboostjobs.kubeflow.org"):
+        conditional |= {(verb, resource) for verb in ("create", "get", "list", "delete")}
     assert granted - used == conditional, f"granted but unused: {granted - used}"
 
 
