@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from kfp import dsl
 from kfp.dsl import structures
+
+#: What a training component forwards from its task: what the user sets on the task (GPUs,
+#: tolerations, node selector, affinity) goes to the training nodes, where the work happens, not
+#: to the launching step's pod; env and volumes (the KFP workspace) go to both.
+TRAINING_PASSTHROUGHS = [
+    dsl.TaskConfigField.RESOURCES,
+    dsl.TaskConfigField.KUBERNETES_TOLERATIONS,
+    dsl.TaskConfigField.KUBERNETES_NODE_SELECTOR,
+    dsl.TaskConfigField.KUBERNETES_AFFINITY,
+    dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.ENV, apply_to_task=True),
+    dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.KUBERNETES_VOLUMES, apply_to_task=True),
+]
 
 #: Requests and memory limits of the step pods, by the kind of work. No CPU limit: a limit only
 #: throttles a step that could use an idle core, and a request above our limit would be refused.

@@ -5,23 +5,14 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
+from mlworkloads.components._spec import TRAINING_PASSTHROUGHS
 from mlworkloads.images import COMPONENT_IMAGE
 
 
 @dsl.component(
     base_image=COMPONENT_IMAGE,
     install_kfp_package=False,
-    # What the user sets on this task (GPUs, tolerations, node selector, affinity) is forwarded
-    # to the training nodes, where the work happens, and not applied to this pod; env and
-    # volumes (the KFP workspace) go to both.
-    task_config_passthroughs=[
-        dsl.TaskConfigField.RESOURCES,
-        dsl.TaskConfigField.KUBERNETES_TOLERATIONS,
-        dsl.TaskConfigField.KUBERNETES_NODE_SELECTOR,
-        dsl.TaskConfigField.KUBERNETES_AFFINITY,
-        dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.ENV, apply_to_task=True),
-        dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.KUBERNETES_VOLUMES, apply_to_task=True),
-    ],
+    task_config_passthroughs=TRAINING_PASSTHROUGHS,
 )
 def launch_training_job(
     image: str,

@@ -5,22 +5,14 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from mlworkloads.components._spec import with_input_default
+from mlworkloads.components._spec import TRAINING_PASSTHROUGHS, with_input_default
 from mlworkloads.images import COMPONENT_IMAGE, TRAINER_IMAGE
 
 
 @dsl.component(
     base_image=COMPONENT_IMAGE,
     install_kfp_package=False,
-    # As train_pytorchjob: the task's resources and placement go to the training workers.
-    task_config_passthroughs=[
-        dsl.TaskConfigField.RESOURCES,
-        dsl.TaskConfigField.KUBERNETES_TOLERATIONS,
-        dsl.TaskConfigField.KUBERNETES_NODE_SELECTOR,
-        dsl.TaskConfigField.KUBERNETES_AFFINITY,
-        dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.ENV, apply_to_task=True),
-        dsl.TaskConfigPassthrough(field=dsl.TaskConfigField.KUBERNETES_VOLUMES, apply_to_task=True),
-    ],
+    task_config_passthroughs=TRAINING_PASSTHROUGHS,
 )
 def train_xgboost(
     train_features: Input[Dataset],

@@ -13,7 +13,7 @@ from mlworkloads.components import (
     ingest_table,
     split_dataset,
 )
-from mlworkloads.pipelines._platform import label_pods
+from mlworkloads.pipelines._platform import label_pods, place_training_replicas
 
 #: KFP's backend substitutes runtime placeholders in task arguments only, never in a
 #: component input's default (backend/src/v2/driver/resolve.go): every task that names
@@ -26,6 +26,14 @@ class DataTasks:
     ingest: dsl.PipelineTask
     split: dsl.PipelineTask
     preprocess: dsl.PipelineTask
+
+    def features(self) -> dict:
+        """The preprocessed features, as every training component takes them."""
+        return {
+            "train_features": self.preprocess.outputs["train_features"],
+            "validation_features": self.preprocess.outputs["validation_features"],
+            "preprocessor": self.preprocess.outputs["preprocessor"],
+        }
 
 
 def add_data_steps(
@@ -69,6 +77,18 @@ def add_data_steps(
         max_categories=max_categories,
     )
     return DataTasks(ingest=ingest, split=split, preprocess=preprocess)
+
+
+def add_gate_and_deploy_after_training(train: dsl.PipelineTask, node_selector, tolerations, **gate_and_deploy) -> None:
+    """A training task's placement and labels, then evaluate -> (if passed) deploy after it.
+
+    Each model family's branch of a pipeline calls this for its own training task: a task after
+    the branches would need `dsl.OneOf`, which `kfp.local` does not run.
+    """
+    train.set_caching_options(False)
+    place_training_replicas(train, node_selector, tolerations)
+    label_pods(train)
+    add_evaluate_and_deploy(train=train, **gate_and_deploy)
 
 
 def add_evaluate_and_deploy(

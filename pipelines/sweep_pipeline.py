@@ -11,7 +11,7 @@ from kfp import dsl
 from mlworkloads.components import select_best_trial, summarize_run, train_pytorchjob, train_xgboost
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
 from mlworkloads.pipelines._platform import label_pods, place_training_replicas
-from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
+from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_gate_and_deploy_after_training
 
 DEFAULT_CONFIGURATIONS = [
     {"hidden_sizes": [64], "learning_rate": 0.004, "dropout": 0.0},
@@ -24,14 +24,6 @@ DEFAULT_TREE_CONFIGURATIONS = [
 ]
 #: Trials run at once; a compile-time setting in KFP (ParallelFor's parallelism is static).
 PARALLELISM = 2
-
-
-def _retrain_then_gate(final: dsl.PipelineTask, node_selector, tolerations, gate_and_deploy: dict) -> None:
-    """The final training task's placement, then evaluate -> (if passed) deploy after it."""
-    final.set_caching_options(False)
-    place_training_replicas(final, node_selector, tolerations)
-    label_pods(final)
-    add_evaluate_and_deploy(train=final, **gate_and_deploy)
 
 
 @dsl.pipeline(name="sweep-pipeline")
@@ -120,11 +112,7 @@ def sweep_pipeline(
             categorical_columns=categorical_columns,
             max_categories=100,
         )
-        features = {
-            "train_features": data.preprocess.outputs["train_features"],
-            "validation_features": data.preprocess.outputs["validation_features"],
-            "preprocessor": data.preprocess.outputs["preprocessor"],
-        }
+        features = data.features()
         cluster = {
             "backend": backend,
             "nproc_per_node": nproc_per_node,
@@ -184,7 +172,7 @@ def sweep_pipeline(
                 learning_rate=best.outputs["learning_rate"],
                 dropout=best.outputs["dropout"],
             )
-            _retrain_then_gate(final, training_node_selector, training_tolerations, gate_and_deploy)
+            add_gate_and_deploy_after_training(final, training_node_selector, training_tolerations, **gate_and_deploy)
         with dsl.Else(name="trees-won"):
             final_trees = train_xgboost(
                 **features,
@@ -193,5 +181,7 @@ def sweep_pipeline(
                 learning_rate=best.outputs["learning_rate"],
                 max_leaves=best.outputs["max_leaves"],
             )
-            _retrain_then_gate(final_trees, training_node_selector, training_tolerations, gate_and_deploy)
+            add_gate_and_deploy_after_training(
+                final_trees, training_node_selector, training_tolerations, **gate_and_deploy
+            )
     label_pods(exit_task)

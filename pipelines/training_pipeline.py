@@ -9,16 +9,8 @@ from kfp import dsl
 
 from mlworkloads.components import summarize_run, train_pytorchjob, train_xgboost
 from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
-from mlworkloads.pipelines._platform import label_pods, place_training_replicas
-from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_evaluate_and_deploy
-
-
-def _train_then_gate(train: dsl.PipelineTask, node_selector, tolerations, gate_and_deploy: dict) -> None:
-    """The training task's placement, then evaluate -> (if passed) deploy after it."""
-    train.set_caching_options(False)
-    place_training_replicas(train, node_selector, tolerations)
-    label_pods(train)
-    add_evaluate_and_deploy(train=train, **gate_and_deploy)
+from mlworkloads.pipelines._platform import label_pods
+from mlworkloads.pipelines._steps import RUN_SCOPED, add_data_steps, add_gate_and_deploy_after_training
 
 
 @dsl.pipeline(name="training-pipeline")
@@ -136,11 +128,7 @@ def training_pipeline(
             categorical_columns=categorical_columns,
             max_categories=max_categories,
         )
-        features = {
-            "train_features": data.preprocess.outputs["train_features"],
-            "validation_features": data.preprocess.outputs["validation_features"],
-            "preprocessor": data.preprocess.outputs["preprocessor"],
-        }
+        features = data.features()
         cluster = {
             "backend": backend,
             "num_workers": num_workers,
@@ -177,7 +165,7 @@ def training_pipeline(
                 seed=seed,
                 gpus_per_worker=gpus_per_worker,
             )
-            _train_then_gate(train, training_node_selector, training_tolerations, gate_and_deploy)
+            add_gate_and_deploy_after_training(train, training_node_selector, training_tolerations, **gate_and_deploy)
         with dsl.Else(name="gradient-boosted-trees"):
             trees = train_xgboost(
                 **features,
@@ -188,5 +176,5 @@ def training_pipeline(
                 early_stopping_rounds=early_stopping_rounds,
                 seed=seed,
             )
-            _train_then_gate(trees, training_node_selector, training_tolerations, gate_and_deploy)
+            add_gate_and_deploy_after_training(trees, training_node_selector, training_tolerations, **gate_and_deploy)
     label_pods(exit_task)

@@ -14,7 +14,6 @@ worker continues from the same trees.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
@@ -31,6 +30,7 @@ from mlworkloads.data.storage import atomic_open, read_bytes
 from mlworkloads.training import checkpoint, quality, xgboost_world
 from mlworkloads.training.boosting_config import BoostingConfig
 from mlworkloads.training.boosting_model import BoosterScorer, feature_matrix, feature_types
+from mlworkloads.training.config import config_text
 from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.export import XGBOOST, write_model_dir
 from mlworkloads.training.logs import rank_zero_logger
@@ -233,13 +233,8 @@ def run(config: BoostingConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlworkloads.training.boosting", description=__doc__)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="Path or URI of the boosting config JSON.")
-    source.add_argument("--config-json", help="The boosting config as a JSON string.")
-    args = parser.parse_args(argv)
     try:
-        config = BoostingConfig.from_json(args.config_json if args.config_json else read_bytes(args.config).decode())
+        config = BoostingConfig.from_json(config_text(argv, "python -m mlworkloads.training.boosting", __doc__))
         run(config)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)

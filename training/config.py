@@ -91,6 +91,20 @@ class TrainConfig:
         return config_from_json(cls, text, "training")
 
 
+def config_text(argv: list[str] | None, prog: str, description: str | None) -> str:
+    """A trainer's config from its command line: `--config PATH_OR_URI` or `--config-json TEXT`."""
+    import argparse
+
+    from mlworkloads.data.storage import read_bytes
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="Path or URI of the config JSON.")
+    source.add_argument("--config-json", help="The config as a JSON string.")
+    args = parser.parse_args(argv)
+    return args.config_json if args.config_json else read_bytes(args.config).decode()
+
+
 def config_from_json(cls, text: str, what: str):
     """A config dataclass from its JSON object, refusing unknown settings by name."""
     try:
