@@ -43,6 +43,7 @@ def sweep_pipeline(
     epochs: int = 8,
     num_boost_round: int = 1000,
     backend: str = "auto",
+    tree_backend: str = "auto",
     nproc_per_node: int = 1,
     num_workers: int = 2,
     gpus_per_worker: int = 0,
@@ -76,9 +77,10 @@ def sweep_pipeline(
         selection_metric: Validation metric that picks the best trial, of either family.
         epochs: Epochs of the final training when the network wins.
         num_boost_round: Maximum boosting rounds of the final training when the trees win.
-        backend: Training backend of both families: "auto" (in a cluster the TrainJob, or else the
-            training operator's job, it serves), "local" or "trainjob" (the operator's kinds differ
-            per family: "pytorchjob" would be refused for the trees).
+        backend: The network's training backend: "auto" (in a cluster the TrainJob, or else the
+            PyTorchJob, it serves), "local", "trainjob" or "pytorchjob".
+        tree_backend: The trees' training backend: "auto" (in a cluster the TrainJob, or else the
+            XGBoostJob, it serves), "local", "trainjob" or "xgboostjob".
         nproc_per_node: Processes per replica (local processes with the local backend).
         num_workers: PyTorchJob replicas per training.
         gpus_per_worker: GPUs per replica.
@@ -122,6 +124,7 @@ def sweep_pipeline(
             **RUN_SCOPED,
         }
         network = {**cluster, "gpus_per_worker": gpus_per_worker}
+        trees = {**cluster, "backend": tree_backend}
         gate_and_deploy = {
             "split": data.split,
             "thresholds": thresholds,
@@ -149,7 +152,7 @@ def sweep_pipeline(
         with dsl.ParallelFor(tree_configurations, parallelism=PARALLELISM, name="tree-trials") as tree_configuration:
             tree_trial = train_xgboost(
                 **features,
-                **cluster,
+                **trees,
                 num_boost_round=trial_rounds,
                 learning_rate=tree_configuration.learning_rate,
                 max_leaves=tree_configuration.max_leaves,
@@ -176,7 +179,7 @@ def sweep_pipeline(
         with dsl.Else(name="trees-won"):
             final_trees = train_xgboost(
                 **features,
-                **cluster,
+                **trees,
                 num_boost_round=num_boost_round,
                 learning_rate=best.outputs["learning_rate"],
                 max_leaves=best.outputs["max_leaves"],

@@ -35,14 +35,20 @@ def test_training_pipeline_trains_as_a_trainjob_and_passes_its_gate(tmp_path, cl
 
 @pytest.mark.e2e
 def test_sweep_pipeline_runs_each_trial_as_a_pytorchjob(tmp_path, cluster_namespace, kube_cluster):
+    """The network's trials as PyTorchJobs, the trees' trial as a TrainJob on the
+    xgboost-distributed runtime; a stump loses on log loss, so the network is retrained."""
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True)
     sweep_pipeline(
-        max_rows=20000, backend="pytorchjob", trial_epochs=1, epochs=1, num_workers=2,
+        max_rows=20000, backend="pytorchjob", tree_backend="trainjob", trial_epochs=2, epochs=2, num_workers=2,
         configurations=[{"hidden_sizes": [16], "learning_rate": 0.004, "dropout": 0.0},
                         {"hidden_sizes": [32], "learning_rate": 0.002, "dropout": 0.1}],
-        namespace=cluster_namespace, deploy_backend="local", thresholds={"roc_auc": ">=0.6"},
+        tree_configurations=[{"learning_rate": 0.01, "max_leaves": 2}], trial_rounds=1,
+        selection_metric="validation_log_loss",
+        namespace=cluster_namespace, deploy_backend="local", thresholds={"roc_auc": ">=0.55"},
     )  # fmt: skip
     # One job per trial, and one for the final model trained with the best trial's settings.
     jobs = _created(kube_cluster, cluster_namespace, "pytorchjobs")
     assert len(jobs) == 3 and {e["responseStatus"]["code"] for e in jobs} == {201}
+    (tree_trial,) = _created(kube_cluster, cluster_namespace, "trainjobs")
+    assert tree_trial["responseStatus"]["code"] == 201
     assert [p for p in tmp_path.rglob("deploy-inferenceservice/status")]
