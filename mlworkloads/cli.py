@@ -221,7 +221,11 @@ def demo_command(
     )
     # The demo names the outputs that matter at its end; `mlworkloads run` lists them all.
     root = run_command("training_pipeline", parameters, runs_dir, verbose, list_outputs=False)
-    model_dir = find_output(root, "train-pytorchjob", "model")
+    # The task of the model family that ran (`-p model_family=xgboost` trains the trees), and
+    # the evaluate step of its branch.
+    trained = "train-xgboost" if _ran(root, "train-xgboost") else "train-pytorchjob"
+    evaluated = "evaluate-model-2" if trained == "train-xgboost" else "evaluate-model"
+    model_dir = find_output(root, trained, "model")
     test_rows = pq.read_table(find_output(root, "split-dataset", "test"))
     model = load(model_dir)
     instance = {c: test_rows[c][0].as_py() for c in model.preprocessor.feature_columns}
@@ -236,11 +240,21 @@ def demo_command(
     typer.echo(f"  model:      {_shown(model_dir)}")
     for label, task, name in (
         ("data", "ingest-table", "report"),
-        ("evaluation", "evaluate-model", "report"),
-        ("training", "train-pytorchjob", "curves"),
+        ("evaluation", evaluated, "report"),
+        ("training", trained, "curves"),
     ):
         typer.echo(f"  {label + ':':<11} {_shown(find_output(root, task, name))}")
     typer.echo(f"  serve it:   mlworkloads serve {_shown(model_dir)} --name flights-late --port 8080")
+
+
+def _ran(root: str, task: str) -> bool:
+    from mlworkloads.local_run import find_output
+
+    try:
+        find_output(root, task, "model")
+    except FileNotFoundError:
+        return False
+    return True
 
 
 HostOption = Annotated[

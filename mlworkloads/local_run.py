@@ -35,12 +35,13 @@ _STARTED = re.compile(r" - INFO - Executing task '([^']+)'")
 _FINISHED = re.compile(r" - (?:INFO|ERROR) - Task '([^']+)' finished with status (\w+)")
 # The last line of a Python traceback: `module.ErrorType: message`.
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Failed|Exit|Interrupt)\w*)(?:: (.*))?$")
-# Log prefixes before a message: `[KFP Executor 2026-... INFO]:`, torchrun's `[default0]:`, a pod name.
-_PREFIX = re.compile(r"^(?:\d{4}-\d\d-\d\d[ T][\d:,.]+\s+)?(?:\[[^\]]*\]:?\s*)+")
+# Log prefixes before a message: `[KFP Executor 2026-... INFO]:`, torchrun's `[default0]:`, the local
+# XGBoost workers' `[worker0]:` before the trainer's timestamp, a pod name.
+_PREFIX = re.compile(r"^(?:\[[^\]]*\]:?\s*)*(?:\d{4}-\d\d-\d\d[ T][\d:,.]+\s+)?(?:\[[^\]]*\]:?\s*)+")
 # Messages of a task's output a person wants to see as they come (the figures that matter).
 HIGHLIGHTS = re.compile(
-    r"^(ingested|split \d+|fitted|training \w+ on|epoch \d+/\d+|early stop|gate|smoke test|best trial"
-    r"|held-out accuracy|verified|canary verified|created InferenceService|promoted|rolled back"
+    r"^(ingested|split \d+|fitted|training \w+ (?:boosted trees )?on|epoch \d+/\d+|early stop|gate|smoke test"
+    r"|best trial|held-out accuracy|verified|canary verified|created InferenceService|promoted|rolled back"
     r"|local predictor ready)\b"
 )
 

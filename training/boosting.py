@@ -158,10 +158,11 @@ def train(config: BoostingConfig, place: xgboost_world.World) -> dict[str, Any]:
     booster, state = resume(config, place, log)
     done = booster.num_boosted_rounds() if booster is not None else 0
     log.info(
-        "training %s boosted trees on %d rows (%d workers, %d features, %s categories) from round %d",
+        "training %s boosted trees on %d rows (%d worker%s, %d features, %s categories) from round %d",
         task,
         train_matrix.num_row() * place.world_size,
         place.world_size,
+        "" if place.world_size == 1 else "s",
         train_matrix.num_col(),
         config.categorical_encoding,
         done,
