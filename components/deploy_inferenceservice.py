@@ -34,6 +34,7 @@ def deploy_inferenceservice(
     logger_url: str = "",
     logger_mode: str = "all",
     timeout_seconds: int = 0,
+    grpc_port: int = 0,
     max_batch_size: int = 4096,
     node_selector: Optional[dict] = None,
     tolerations: Optional[list] = None,
@@ -72,6 +73,8 @@ def deploy_inferenceservice(
         logger_url: Request logger sink URL; empty for none.
         logger_mode: "all", "request" or "response".
         timeout_seconds: Per-request timeout; 0 for KServe's default.
+        grpc_port: Also expose the predictor's V2 gRPC API on this port (Standard mode only:
+            KServe adds it to the predictor Service as h2c); 0 for HTTP only.
         max_batch_size: Largest batch the predictor accepts.
         node_selector: Node selector of the predictor pods.
         tolerations: Tolerations of the predictor pods.
@@ -108,6 +111,7 @@ def deploy_inferenceservice(
             "logger_url": logger_url,
             "logger_mode": logger_mode,
             "timeout_seconds": timeout_seconds,
+            "grpc_port": grpc_port,
             "max_batch_size": max_batch_size,
             "node_selector": node_selector or {},
             "tolerations": tolerations or [],

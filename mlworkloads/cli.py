@@ -188,14 +188,18 @@ def run_command(
 def serve_command(
     model_dir: Annotated[str, typer.Argument(help="Exported model directory (local path or URI).")],
     port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8080,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (KServe's V2 gRPC API).")] = 8081,
     name: Annotated[str, typer.Option("--name", help="Model name in the URL paths.")] = "model",
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Largest batch accepted.")] = 4096,
 ):
-    """Serve a model locally with KServe (V1 and V2 protocols, /metrics) until interrupted."""
+    """Serve a model locally with KServe until interrupted: V1 and V2 over HTTP (JSON and binary
+    tensors), V2 over gRPC, and /metrics."""
     from mlworkloads.serving.__main__ import arguments
     from mlworkloads.serving.__main__ import main as serve_main
 
-    code = serve_main(arguments(model_dir, name, port, port + 1, max_batch_size))
+    if grpc_port == port:
+        raise typer.BadParameter(f"--grpc-port={grpc_port} is the HTTP port; give each its own.")
+    code = serve_main(arguments(model_dir, name, port, grpc_port, max_batch_size))
     raise typer.Exit(code)
 
 

@@ -166,7 +166,10 @@ def deploy_kserve(
             canary = canary_predictor_name(manifest)
             service = _wait_canary(client, settings.name, namespace, canary, ready_timeout, poll_interval)
             result = _check(client, service, settings, namespace, canary, smoke)
-        echo(f"canary verified: {result.rows} rows answered as expected, max difference {result.max_difference:.2g}")
+        echo(
+            f"canary verified: {result.rows} rows answered as expected over {result.protocol}, "
+            f"max difference {result.max_difference:.2g}"
+        )
     except (DeployFailed, SmokeTestFailed) as err:
         _rollback(client, settings, namespace, previous_spec, echo)
         raise DeployFailed(f"the canary of {namespace}/{settings.name} was rolled back: {err}") from err

@@ -54,10 +54,9 @@ def deploy_step(
     if backend == "local":
         outcome = local_server.deploy_local(service, model_path, test_rows, expected)
     else:
-        features, classes = model.preprocessor.feature_columns, model.preprocessor.classes
         outcome = deploy.deploy_kserve(
             service,
-            lambda base, http: smoke_test(base, service.name, test_rows, expected, features, classes, client=http),
+            lambda base, http: smoke_test(base, service.name, test_rows, expected, model.preprocessor, client=http),
             ready_timeout=ready_timeout_seconds,
             poll_interval=poll_interval_seconds,
         )

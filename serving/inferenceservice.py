@@ -35,6 +35,9 @@ MODEL_MOUNT = "/mnt/models"
 #: The predictor's port name: Knative accepts only "http1" or "h2c", and in Standard mode KServe
 #: names the Service port after it (the service proxy path uses it).
 HTTP_PORT_NAME = "http1"
+#: The gRPC port's name: KServe gives a Service port whose name holds "grpc" or "h2c" the
+#: `kubernetes.io/h2c` app protocol (`isGrpcPort`, service_reconciler.go, v0.20.0).
+GRPC_PORT_NAME = "grpc"
 #: The port of every Standard-mode predictor Service (KServe's `constants.CommonDefaultHttpPort`).
 SERVICE_PORT = 80
 #: Fields KServe's webhook refuses on a Standard-mode canary, which runs fixed replicas
@@ -75,6 +78,9 @@ class ServiceSettings:
         logger_url: Request logger sink (CloudEvents); empty for no logger.
         logger_mode: "all", "request" or "response".
         timeout_seconds: Per-request timeout; 0 for KServe's default.
+        grpc_port: Exposes the predictor's V2 gRPC API on this port (Standard mode: KServe adds it
+            to the predictor Service, `appProtocol: kubernetes.io/h2c`); 0 for HTTP only.
+            Knative serves one port per container, so it is refused there.
         max_batch_size: Largest batch the predictor accepts.
         node_selector: Node selector of the predictor pods.
         tolerations: Tolerations of the predictor pods.
@@ -111,6 +117,7 @@ class ServiceSettings:
     logger_url: str = ""
     logger_mode: str = "all"
     timeout_seconds: int = 0
+    grpc_port: int = 0
     max_batch_size: int = 4096
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
     tolerations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -156,6 +163,15 @@ class ServiceSettings:
             raise ServiceConfigError(f"canary_traffic_percent={self.canary_traffic_percent}: expected 1 to 100.")
         if not isinstance(self.resources, dict) or set(self.resources) - {"requests", "limits"}:
             raise ServiceConfigError(f"resources={self.resources!r}: expected a dict with 'requests' and/or 'limits'.")
+        if self.grpc_port and not (1024 <= self.grpc_port <= 65535 and self.grpc_port != 8080):
+            raise ServiceConfigError(
+                f"grpc_port={self.grpc_port}: expected a port from 1024 to 65535 other than the HTTP port 8080."
+            )
+        if self.grpc_port and self.deployment_mode == "Knative":
+            raise ServiceConfigError(
+                f"grpc_port={self.grpc_port}: Knative serves one port per container (HTTP here); expose gRPC "
+                "with deployment_mode='Standard'."
+            )
         for name in ("gpus", "scale_target", "timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ServiceConfigError(f"{name}={getattr(self, name)}: expected 0 or more.")
@@ -204,6 +220,11 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
                 "--model_name", settings.name, "--model_dir", MODEL_MOUNT, "--http_port", "8080",
                 "--max_batch_size", str(settings.max_batch_size),
             ]  # fmt: skip
+            if settings.grpc_port:
+                args += ["--grpc_port", str(settings.grpc_port)]
+        ports = [k8s.V1ContainerPort(name=HTTP_PORT_NAME, container_port=8080, protocol="TCP")]
+        if settings.grpc_port:
+            ports.append(k8s.V1ContainerPort(name=GRPC_PORT_NAME, container_port=settings.grpc_port, protocol="TCP"))
         containers = [
             k8s.V1Container(
                 name="kserve-container",
@@ -212,7 +233,7 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
                 args=args or None,
                 # STORAGE_URI makes KServe run its storage initializer for a custom container.
                 env=[k8s.V1EnvVar(name="STORAGE_URI", value=settings.model_uri)],
-                ports=[k8s.V1ContainerPort(name=HTTP_PORT_NAME, container_port=8080, protocol="TCP")],
+                ports=ports,
                 resources=resources,
                 security_context=k8s.V1SecurityContext(
                     run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False

@@ -36,13 +36,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_predictor(
-    model_dir: str, name: str, max_batch_size: int = 4096, ready_timeout: float = 120.0
+    model_dir: str, name: str, max_batch_size: int = 4096, ready_timeout: float = 120.0, grpc_port: int = 0
 ) -> Iterator[str]:
     """Runs `python -m mlworkloads.serving` on a free 127.0.0.1 port; yields its base URL.
 
-    The server is stopped (with any worker processes) when the block exits.
+    Its gRPC API listens on `grpc_port` (a free port when 0). The server is stopped (with any
+    worker processes) when the block exits.
     """
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = free_port(), grpc_port or free_port()
     from mlworkloads.serving.__main__ import arguments
 
     server = arguments(model_dir, name, port, grpc_port, max_batch_size)
@@ -122,16 +123,16 @@ def deploy_local(
     manifest = as_dict(build(settings, settings.namespace or "default"))
     with local_predictor(model_dir, settings.name, settings.max_batch_size) as base:
         echo(f"local predictor ready at {base}")
-        result = smoke_test(
-            base, settings.name, test_rows, expected, model.preprocessor.feature_columns, model.preprocessor.classes
+        result = smoke_test(base, settings.name, test_rows, expected, model.preprocessor)
+        echo(
+            f"smoke test passed: {result.rows} rows over {result.protocol}, max difference {result.max_difference:.2g}"
         )
-        echo(f"smoke test passed: {result.rows} rows, max difference {result.max_difference:.2g}")
         url = f"{base}/v1/models/{settings.name}"
     status = {
         "backend": "local",
         "ready": True,
         "url": url,
-        "smoke_test": {"rows": result.rows, "max_difference": result.max_difference},
+        "smoke_test": {"rows": result.rows, "max_difference": result.max_difference, "protocol": result.protocol},
         "note": "the local predictor is stopped after the check",
     }
     return {"manifest": manifest, "status": status, "url": url}

@@ -6,6 +6,7 @@ Every problem with a payload raises `kserve.errors.InvalidInput` (HTTP 400) nami
 from __future__ import annotations
 
 import math
+import uuid
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,10 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from mlworkloads.data.preprocessor import SMALL_BATCH, Features, Preprocessor
+from mlworkloads.serving import tensors
 
 #: Name of the V2 input that carries already-preprocessed features as one FP32 tensor.
 FEATURES_INPUT = "features"
-_NUMERIC_V2 = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
 
 
 def v1_columns(body: Any, preprocessor: Preprocessor, max_batch: int) -> dict[str, pa.Array]:
@@ -104,7 +105,12 @@ def _array(values: list[Any], name: str) -> pa.Array:
 
 
 def v2_features(request: InferRequest, preprocessor: Preprocessor, max_batch: int) -> dict[str, pa.Array] | Features:
-    """V2 inputs -> feature columns (one input per feature) or preprocessed `Features`."""
+    """V2 inputs -> feature columns (one input per feature) or preprocessed `Features`.
+
+    Inputs come as JSON data or as binary tensors (REST's binary extension, gRPC's raw
+    contents); either way each column is decoded whole, never value by value. A tensor has no
+    null, so a numeric input's NaN is a missing value (imputed as the preprocessor was fitted).
+    """
     inputs = {i.name: i for i in request.inputs}
     if not inputs:
         raise InvalidInput('the request has no "inputs".')
@@ -120,24 +126,58 @@ def v2_features(request: InferRequest, preprocessor: Preprocessor, max_batch: in
     columns, rows = {}, None
     for name in preprocessor.feature_columns:
         item = inputs[name]
-        if name in numeric and item.datatype not in _NUMERIC_V2:
+        tensors.check_datatype(name, item.datatype)
+        if name in numeric and item.datatype not in tensors.NUMERIC_DTYPES:
             raise InvalidInput(f"input {name!r} is numeric: send it as FP32/FP64/INT*, not {item.datatype}.")
-        values = _as_numpy(item)
-        if values.ndim == 2 and values.shape[1] == 1:
-            values = values[:, 0]
-        if values.ndim != 1:
-            raise InvalidInput(f"input {name!r} must have shape [batch] or [batch, 1], got {list(values.shape)}.")
+        shape = list(item.shape)
+        tensors.element_count(name, shape)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise InvalidInput(f"input {name!r} must have shape [batch] or [batch, 1], got {shape}.")
         if rows is None:
-            rows = len(values)
-        elif len(values) != rows:
-            raise InvalidInput(f"input {name!r} has {len(values)} rows; the other inputs have {rows}.")
+            rows = shape[0]
+        elif shape[0] != rows:
+            raise InvalidInput(f"input {name!r} has {shape[0]} rows; the other inputs have {rows}.")
         if item.datatype == "BYTES":
-            values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
-        elif values.dtype.kind == "f" and not np.isfinite(values).all():
-            raise InvalidInput(f"input {name!r} holds NaN or infinity: numbers must be finite.")
-        columns[name] = pa.array(values)
+            columns[name] = _text_column(item, shape)
+        else:
+            values = _numeric_column(item, shape)
+            if values.dtype.kind == "f" and np.isinf(values).any():
+                raise InvalidInput(f"input {name!r} holds infinity: numbers must be finite (NaN for a missing value).")
+            # A tensor has no null: NaN stands for a missing value, which the preprocessor imputes.
+            columns[name] = pa.array(values, from_pandas=True)
     _check_batch(rows or 0, max_batch)
     return columns
+
+
+def _numeric_column(item: InferInput, shape: list[int]) -> np.ndarray:
+    values = _tensor(item).reshape(-1)
+    if values.size != shape[0]:
+        raise InvalidInput(f"input {item.name!r} has {values.size} values for shape {shape}.")
+    return values
+
+
+def _text_column(item: InferInput, shape: list[int]) -> pa.Array:
+    raw = item._raw_data
+    if raw is not None:
+        return tensors.decode_bytes(item.name, shape, raw)
+    data = item.data
+    try:
+        column = pa.array(data, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        # Nested lists, bytes or numbers: flattened and turned into text value by value.
+        flat = _as_numpy(item).reshape(-1)
+        column = pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat])
+    if len(column) != shape[0]:
+        raise InvalidInput(f"input {item.name!r} has {len(column)} values for shape {shape}.")
+    return column
+
+
+def _tensor(item: InferInput) -> np.ndarray:
+    """A numeric input as an array of its shape."""
+    raw = item._raw_data  # a binary tensor's bytes (KServe's field, for REST and gRPC alike)
+    if raw is not None:
+        return tensors.decode_numeric(item.name, item.datatype, list(item.shape), raw).reshape(item.shape)
+    return _as_numpy(item)
 
 
 def _as_numpy(item: InferInput) -> np.ndarray:
@@ -162,7 +202,7 @@ def _preprocessed(item: InferInput, preprocessor: Preprocessor, max_batch: int) 
     width = preprocessor.numeric_width + len(preprocessor.categorical)
     if item.datatype not in ("FP32", "FP64"):
         raise InvalidInput(f'input "{FEATURES_INPUT}" must be FP32, not {item.datatype}.')
-    values = _as_numpy(item)
+    values = _tensor(item)
     if values.ndim != 2 or values.shape[1] != width:
         raise InvalidInput(f'input "{FEATURES_INPUT}" must have shape [batch, {width}], got {list(values.shape)}.')
     _check_batch(values.shape[0], max_batch)
@@ -200,18 +240,55 @@ def v1_response(scores: np.ndarray, best: np.ndarray | None, preprocessor: Prepr
 
 
 def v2_response(
-    scores: np.ndarray, best: np.ndarray | None, preprocessor: Preprocessor, model_name: str, request_id: str
+    scores: np.ndarray, best: np.ndarray | None, preprocessor: Preprocessor, model_name: str, request: InferRequest
 ) -> InferResponse:
-    """Named, typed outputs: `predicted_class` (BYTES) and `probabilities` (FP32), or `prediction`."""
-    if best is None:
-        outputs = [InferOutput("prediction", [len(scores)], "FP32", scores.tolist())]
-    else:
-        labels = [str(preprocessor.classes[b]) for b in best.tolist()]
-        outputs = [
-            InferOutput("predicted_class", [len(labels)], "BYTES", labels),
-            InferOutput("probabilities", list(scores.shape), "FP32", scores.ravel().tolist()),
-        ]
-    return InferResponse(response_id=request_id, model_name=model_name, infer_outputs=outputs)
+    """Named, typed outputs: `predicted_class` (BYTES) and `probabilities` (FP32), or `prediction`.
+
+    Only the outputs the request names are returned, each as JSON data or as a binary tensor
+    as the request asks (`binary_data` per output, `binary_data_output` for all; always binary
+    over gRPC, as Triton answers and `tritonclient.grpc` reads).
+    """
+    outputs = []
+    for name, binary in _chosen_outputs(request, [o["name"] for o in v2_output_types(preprocessor)]).items():
+        if name in ("prediction", "probabilities"):
+            outputs.append(_output(name, "FP32", scores.astype(np.float32, copy=False), binary))
+        elif binary:
+            labels = tensors.encode_bytes_table([str(c) for c in preprocessor.classes])
+            output = InferOutput(name, [len(best)], "BYTES")
+            output._raw_data = tensors.encode_bytes_by_index(labels, best)
+            outputs.append(output)
+        else:
+            labels = np.array([str(c) for c in preprocessor.classes], dtype=object)
+            outputs.append(InferOutput(name, [len(best)], "BYTES", labels[best].tolist()))
+    return InferResponse(
+        response_id=request.id or str(uuid.uuid4()),
+        model_name=model_name,
+        infer_outputs=outputs,
+        use_binary_outputs=request.from_grpc,
+    )
+
+
+def _output(name: str, datatype: str, values: np.ndarray, binary: bool) -> InferOutput:
+    if not binary:
+        return InferOutput(name, list(values.shape), datatype, np.ascontiguousarray(values).ravel())
+    output = InferOutput(name, list(values.shape), datatype)
+    output._raw_data = tensors.encode_numeric(values, datatype)  # KServe's field for a tensor's bytes
+    return output
+
+
+def _chosen_outputs(request: InferRequest, names: list[str]) -> dict[str, bool]:
+    """Output name -> whether it goes back as a binary tensor, for the outputs the request wants."""
+    parameters = {} if request.from_grpc else (request.parameters or {})
+    default = request.from_grpc or parameters.get("binary_data_output") is True
+    if not request.request_outputs:
+        return dict.fromkeys(names, default)
+    chosen = {}
+    for output in request.request_outputs:
+        if output.name not in names:
+            raise InvalidInput(f"output {output.name!r} is not one of this model's outputs {names}.")
+        binary = (output.parameters or {}).get("binary_data", default)
+        chosen[output.name] = request.from_grpc or binary is True
+    return chosen
 
 
 def v2_input_types(preprocessor: Preprocessor) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from typing import Any
 
 import numpy as np
@@ -124,7 +123,7 @@ class TabularModel(Model):
         best = None if preprocessor.task == "regression" else scores.argmax(axis=1)
         self._observe(scores, best)
         if isinstance(payload, InferRequest):
-            return formats.v2_response(scores, best, preprocessor, self.name, payload.id or str(uuid.uuid4()))
+            return formats.v2_response(scores, best, preprocessor, self.name, payload)
         return formats.v1_response(scores, best, preprocessor)
 
     def _score(self, inputs: Any) -> np.ndarray:

@@ -99,7 +99,7 @@ def verify_examples(
                 + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
             )
         worst = max(worst, _largest_difference(got, example["expected"]))
-    return SmokeResult(rows=len(examples), max_difference=worst)
+    return SmokeResult(rows=len(examples), max_difference=worst, protocol=f"{protocol}-json")
 
 
 def _largest_difference(got: Any, want: Any) -> float:

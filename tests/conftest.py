@@ -328,12 +328,24 @@ BOOSTED_SETTINGS = {"num_boost_round": 60, "early_stopping_rounds": 0, "checkpoi
 
 
 @pytest.fixture(scope="session")
-def predictor_url(sample_model):
-    """The real KServe predictor serving `sample_model` as "flights" on 127.0.0.1."""
+def _predictor(sample_model):
     from mlworkloads.serving.local_server import local_predictor
 
-    with local_predictor(sample_model, "flights", max_batch_size=512) as base:
-        yield base
+    grpc_port = free_port()
+    with local_predictor(sample_model, "flights", max_batch_size=512, grpc_port=grpc_port) as base:
+        yield base, f"127.0.0.1:{grpc_port}"
+
+
+@pytest.fixture(scope="session")
+def predictor_url(_predictor):
+    """The real KServe predictor serving `sample_model` as "flights" on 127.0.0.1 (its HTTP base URL)."""
+    return _predictor[0]
+
+
+@pytest.fixture(scope="session")
+def predictor_grpc(_predictor):
+    """The same predictor's gRPC address (host:port)."""
+    return _predictor[1]
 
 
 @pytest.fixture(scope="session")

@@ -142,7 +142,7 @@ def _bad_v2_cases():
         ("numeric-as-text", [InferInput("distance", [2], "BYTES", ["1", "2"]), carrier], "input 'distance' is numeric"),
         ("matrix", [InferInput("distance", [1, 2], "FP64", [1.0, 2.0]), carrier], "shape [batch] or [batch, 1]"),
         ("rows-differ", [distance, InferInput("carrier", [1], "BYTES", ["UA"])], "input 'carrier' has 1 rows"),
-        ("nan", [InferInput("distance", [2], "FP64", [1.0, float("nan")]), carrier], "holds NaN or infinity"),
+        ("infinity", [InferInput("distance", [2], "FP64", [1.0, float("inf")]), carrier], "holds infinity"),
         ("undecodable", [InferInput("distance", [3], "FP64", [1.0, 2.0]), carrier], "cannot be decoded"),
         ("zero-rows", [InferInput("distance", [0], "FP64", []), InferInput("carrier", [0], "BYTES", [])], "no rows"),
         (
@@ -182,11 +182,11 @@ def test_responses_carry_the_class_and_named_probabilities(fitted):
     names = [str(c) for c in fitted.classes]
     assert [p["class"] for p in v1["predictions"]] == [fitted.classes[1], fitted.classes[0]]
     assert v1["predictions"][0]["probabilities"] == pytest.approx(dict(zip(names, [0.2, 0.8], strict=True)))
-    v2 = payload.v2_response(scores, best, fitted, "flights", "request-1")
+    v2 = payload.v2_response(scores, best, fitted, "flights", InferRequest("flights", [], request_id="request-1"))
     outputs = {o.name: o for o in v2.outputs}
     assert v2.id == "request-1" and v2.model_name == "flights"
     assert outputs["predicted_class"].data == [names[1], names[0]] and outputs["predicted_class"].datatype == "BYTES"
-    assert outputs["probabilities"].shape == [2, 2] and outputs["probabilities"].data == pytest.approx(
+    assert outputs["probabilities"].shape == [2, 2] and outputs["probabilities"].data.tolist() == pytest.approx(
         [0.2, 0.8, 0.9, 0.1]
     )
     advertised = {o["name"]: o for o in payload.v2_output_types(fitted)}
@@ -200,8 +200,8 @@ def test_a_regression_response_is_the_value_per_row():
     regression = pre.fit(table, pre.PreprocessorOptions(label_column="minutes", task="regression"))
     scores = np.array([12.5, 31.0], dtype=np.float32)
     assert payload.v1_response(scores, None, regression) == {"predictions": [12.5, 31.0]}
-    (output,) = payload.v2_response(scores, None, regression, "minutes", "r").outputs
-    assert (output.name, output.datatype, output.data) == ("prediction", "FP32", [12.5, 31.0])
+    (output,) = payload.v2_response(scores, None, regression, "minutes", InferRequest("minutes", [])).outputs
+    assert (output.name, output.datatype, output.data.tolist()) == ("prediction", "FP32", [12.5, 31.0])
     assert payload.v2_output_types(regression) == [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
 
 
@@ -210,3 +210,13 @@ def test_metadata_advertises_one_input_per_feature_with_its_type(fitted):
         {"name": "distance", "datatype": "FP64", "shape": [-1]},
         {"name": "carrier", "datatype": "BYTES", "shape": [-1]},
     ]
+
+
+def test_a_v2_nan_is_a_missing_value_as_v1s_null(fitted):
+    carrier = InferInput("carrier", [2], "BYTES", ["UA", "AA"])
+    v2 = payload.v2_features(_v2(InferInput("distance", [2], "FP64", [float("nan"), 2.0]), carrier), fitted, MAX_BATCH)
+    v1 = payload.v1_columns(
+        {"instances": [{"distance": None, "carrier": "UA"}, {"distance": 2.0, "carrier": "AA"}]}, fitted, MAX_BATCH
+    )
+    assert v2["distance"].to_pylist() == [None, 2.0]
+    np.testing.assert_array_equal(fitted.transform(v2).numeric, fitted.transform(v1).numeric)

@@ -114,13 +114,8 @@ def test_v2_through_tritons_client_a_third_party_implementation(predictor_url, s
         array = np.array(spec["data"], dtype=object if spec["datatype"] == "BYTES" else np.float64)
         item.set_data_from_numpy(array, binary_data=False)
         inputs.append(item)
-    # KServe decodes a V2 body as JSON only when it is declared so; Triton's client omits the header.
-    result = client.infer(
-        "flights",
-        inputs,
-        outputs=[triton.InferRequestedOutput("probabilities", binary_data=False)],
-        headers={"Content-Type": "application/json"},
-    )
+    # Triton's client sends its JSON mode without a Content-Type; the predictor reads it as JSON.
+    result = client.infer("flights", inputs, outputs=[triton.InferRequestedOutput("probabilities", binary_data=False)])
     np.testing.assert_allclose(result.as_numpy("probabilities").reshape(32, 2), offline, atol=1e-5)
 
 
