@@ -138,7 +138,7 @@ def smoke_test(
         row = int(np.unravel_index(np.nanargmax(difference), difference.shape)[0])
         per_row = difference.max(axis=-1) if difference.ndim > 1 else difference
         raise SmokeTestFailed(
-            f"the endpoint's predictions ({protocol}) differ from the offline ones: row {row} got "
+            f"the endpoint's predictions differ from the offline ones (sent over {protocol}): row {row} got "
             f"{got[row].tolist()}, expected {want[row].tolist()} (max difference {worst:.3g} > tolerance "
             f"{tolerance:g}); {int((per_row > tolerance).sum())} of {n} rows differ."
         )

@@ -76,6 +76,9 @@ def test_an_update_goes_out_as_a_canary_and_is_promoted(sample_model, other_mode
     done = deployer.deploy(other_model, held_out_rows)
     assert done.phase == "Succeeded", done.log
     assert "with a 20% canary" in done.log and "promoted the canary" in done.log
+    # The canary was checked the fastest way the predictor takes rows (the first 64 rows hold no
+    # null category, which a tensor could not carry), through the API server's service proxy.
+    assert "canary verified: 64 rows answered as expected over v2-binary" in done.log
     stored = deployer.service()
     assert "canary" not in stored["spec"] and "canaryStatuses" not in stored["status"]
     # The stable predictor kept its name (its Service and the Ingress with it) and rolled out
@@ -193,3 +196,36 @@ def test_the_predictor_reads_a_model_in_kfps_artifact_store_through_kserves_stor
     granted = rbac.granted(pathlib.Path(deploy.__file__).with_name("rbac.yaml"))
     assert {("get", "configmaps"), ("get", "secrets"), ("create", "secrets")} <= set(deployer.calls())
     assert set(deployer.calls()) <= granted
+
+
+@pytest.mark.e2e
+def test_a_predictor_deployed_with_a_grpc_port_answers_grpc_on_the_port_kserve_publishes(
+    sample_model, held_out_rows, deployer
+):
+    from support.v2_cases import feature_specs, json_specs, triton_grpc
+
+    done = deployer.deploy(sample_model, held_out_rows, grpc_port=8081)
+    assert done.phase == "Succeeded", done.log
+    # KServe's controller publishes every container port on the predictor's Service, a port
+    # named for gRPC with the h2c app protocol that meshes and ingresses route by.
+    (service,) = [
+        s
+        for s in deployer.cluster.objects("services", deployer.namespace)
+        if s["metadata"]["name"].endswith("-predictor")
+    ]
+    grpc_port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    assert (grpc_port["port"], grpc_port["targetPort"], grpc_port.get("appProtocol")) == (
+        8081,
+        8081,
+        "kubernetes.io/h2c",
+    )
+    (pod,) = [
+        p for p in deployer.cluster.objects("pods", deployer.namespace) if p["metadata"]["name"].startswith("flights-")
+    ]
+    rows = held_out_rows.slice(0, 8)
+    request = {"inputs": json_specs(feature_specs(sample_model, rows))}
+    (answer,) = triton_grpc({"url": f"{pod['status']['podIP']}:8081", "model": "flights", "requests": [request]})
+    assert answer["ok"], answer
+    np.testing.assert_allclose(
+        np.array(answer["outputs"]["probabilities"]).reshape(-1, 2), load(sample_model).predict_columns(rows), atol=1e-6
+    )
