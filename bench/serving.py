@@ -15,57 +15,63 @@ import tempfile
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import Report, best_of, parser  # noqa: E402
 
-# The load client measures the servers one after the other from the same process. Latency is one
-# block per server: alternating in small blocks raised the trivial model's p50 by up to 8% (cache
-# effects of switching between servers) while ours stayed put, which would flatter our ratio. The
-# concurrency-4 phase alternates in rounds of a fifth of the time, long enough for no such effect,
-# so that a change in the machine's load during the run hits both alike.
-LOAD_CLIENT = r"""
-import json, sys, threading, time
-import httpx
-urls, body_path, n, seconds = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-body = open(body_path, "rb").read()
-headers = {"Content-Type": "application/json"}
-results = {url: {"latencies": [], "requests": 0, "seconds": 0.0} for url in urls}
-clients = {url: httpx.Client(timeout=30) for url in urls}
-for url in urls:
-    for _ in range(20):
-        clients[url].post(url, content=body, headers=headers).raise_for_status()
-for url in urls:
-    for _ in range(n):
-        started = time.perf_counter()
-        clients[url].post(url, content=body, headers=headers).raise_for_status()
-        results[url]["latencies"].append(time.perf_counter() - started)
-def worker(url, stop, done):
-    with httpx.Client(timeout=30) as client:
-        while time.perf_counter() < stop:
-            client.post(url, content=body, headers=headers).raise_for_status()
-            done.append(1)
-rounds = 5 if seconds >= 5 else 1
-for _ in range(rounds):
-    for url in urls:
-        done, started = [], time.perf_counter()
-        threads = [threading.Thread(target=worker, args=(url, started + seconds / rounds, done)) for _ in range(4)]
-        [t.start() for t in threads]; [t.join() for t in threads]
-        results[url]["requests"] += len(done)
-        results[url]["seconds"] += time.perf_counter() - started
-for url in urls:
-    results[url]["rps_c4"] = results[url]["requests"] / results[url]["seconds"]
-print(json.dumps(results))
-"""
+
+def _load(targets: dict[str, dict], concurrent: list[str], seconds: float) -> dict[str, dict]:
+    """Runs bench/load_client.py on `targets` (each with its `body` as bytes); returns its results."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, target in targets.items():
+            path = os.path.join(tmp, name)
+            with open(path, "wb") as f:
+                f.write(target.pop("body"))
+            target["body"] = path
+        job = os.path.join(tmp, "job.json")
+        with open(job, "w") as f:
+            json.dump({"targets": targets, "concurrent": concurrent, "seconds": seconds}, f)
+        client = os.path.join(os.path.dirname(__file__), "load_client.py")
+        out = subprocess.run([sys.executable, client, job], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _load(urls: list[str], body: dict, n: int, seconds: float) -> list[dict]:
-    """Latencies of `n` sequential requests and requests/s at concurrency 4, for each URL."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(body, f)
-    try:
-        out = subprocess.run([sys.executable, "-c", LOAD_CLIENT, json.dumps(urls), f.name, str(n), str(seconds)],
-                             capture_output=True, text=True, check=True)  # fmt: skip
-        results = json.loads(out.stdout.strip().splitlines()[-1])
-        return [results[url] for url in urls]
-    finally:
-        os.unlink(f.name)
+def _bodies(rows, preprocessor) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """The same rows as V1 JSON, V2 JSON, V2 binary tensors and a gRPC ModelInferRequest.
+
+    Every V2 form sends one input per feature as the model advertises them (numbers FP64, text
+    BYTES); a missing number is null in JSON and NaN in a tensor, a missing text "".
+    """
+    import orjson
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    from mlworkloads.serving import tensors, v2_rest
+
+    n, columns = rows.num_rows, preprocessor.feature_columns
+    instances = [{c: rows[c][i].as_py() for c in columns} for i in range(n)]
+    numbers = {c["name"]: pc.cast(rows[c["name"]], pa.float64()).to_numpy(zero_copy_only=False)
+               for c in preprocessor.numeric}  # fmt: skip
+    texts = {c["name"]: pc.fill_null(pc.cast(rows[c["name"]], pa.string()), "").combine_chunks()
+             for c in preprocessor.categorical}  # fmt: skip
+    v2_json = {
+        "inputs": [
+            {"name": k, "datatype": "FP64", "shape": [n], "data": [None if v != v else v for v in a.tolist()]}
+            for k, a in numbers.items()
+        ]
+        + [{"name": k, "datatype": "BYTES", "shape": [n], "data": a.to_pylist()} for k, a in texts.items()]
+    }
+    raw = [(k, "FP64", [n], tensors.encode_numeric(a, "FP64")) for k, a in numbers.items()]
+    raw += [(k, "BYTES", [n], tensors.encode_bytes(a)) for k, a in texts.items()]
+    grpc_request = pb.ModelInferRequest(
+        model_name="flights",
+        inputs=[pb.ModelInferRequest.InferInputTensor(name=k, datatype=d, shape=s) for k, d, s, _ in raw],
+        raw_input_contents=[r for *_, r in raw],
+    )
+    json_headers = {"Content-Type": "application/json"}
+    return {
+        "v1": (orjson.dumps({"instances": instances}), json_headers),
+        "v2_json": (orjson.dumps(v2_json), json_headers),
+        "v2_binary": v2_rest.encode_request(raw, ["probabilities", "predicted_class"]),
+        "grpc": (grpc_request.SerializeToString(), {}),
+    }
 
 
 @contextlib.contextmanager
@@ -92,7 +98,7 @@ def main() -> int:
     from mlworkloads.data.flights import FLIGHTS_TASK, FLIGHTS_URI
     from mlworkloads.data.ingest import IngestConfig
     from mlworkloads.data.preprocessor import PreprocessorOptions
-    from mlworkloads.serving.local_server import local_predictor
+    from mlworkloads.serving.local_server import free_port, local_predictor
     from mlworkloads.serving.predictor import limit_compute_threads
     from mlworkloads.training.config import TrainConfig
     from mlworkloads.training.export import load
@@ -100,6 +106,7 @@ def main() -> int:
 
     report = Report(args.smoke)
     n, seconds = (100, 1.0) if args.smoke else (2000, 10.0)
+    grpc_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.parquet")
         steps.ingest_step(IngestConfig(source_uri=FLIGHTS_URI, max_rows=40_000, **FLIGHTS_TASK), raw,
@@ -113,28 +120,36 @@ def main() -> int:
                         preprocessor_uri=os.path.join(tmp, "p.json"), output_uri=model_dir, epochs=1))  # fmt: skip
         model = load(model_dir)
         test = pq.read_table(splits["test"])
-        columns = model.preprocessor.feature_columns
-        instances = [{c: test[c][i].as_py() for c in columns} for i in range(256)]
-        one = {"instances": instances[:1]}
-        batch = {"instances": instances}
-        v2 = {"inputs": [{"name": c, "datatype": "BYTES" if isinstance(instances[0][c], str) else "FP64",
-                          "shape": [256], "data": [r[c] for r in instances]} for c in columns]}  # fmt: skip
-        with _trivial_server() as trivial, local_predictor(model_dir, "flights") as ours:
-            base, mine = _load([f"{trivial}/v1/models/echo:predict", f"{ours}/v1/models/flights:predict"], one, n,
-                               seconds)  # fmt: skip
-            rows_echo, rows_v1 = _load([f"{trivial}/v1/models/echo:predict", f"{ours}/v1/models/flights:predict"],
-                                       batch, n // 10, 1.0)  # fmt: skip
-            (rows_v2,) = _load([f"{ours}/v2/models/flights/infer"], v2, n // 10, 1.0)
+        one, batch = _bodies(test.slice(0, 1), model.preprocessor), _bodies(test.slice(0, 256), model.preprocessor)
+        with _trivial_server() as trivial, local_predictor(model_dir, "flights", grpc_port=grpc_port) as ours:
+            v1 = {"trivial": f"{trivial}/v1/models/echo:predict", "ours": f"{ours}/v1/models/flights:predict"}
+            v2 = f"{ours}/v2/models/flights/infer"
+            targets = {
+                "trivial_1": {"url": v1["trivial"], "body": one["v1"][0], "headers": one["v1"][1], "n": n},
+                "ours_1": {"url": v1["ours"], "body": one["v1"][0], "headers": one["v1"][1], "n": n},
+                "trivial_v1_256": {"url": v1["trivial"], "body": batch["v1"][0], "headers": batch["v1"][1]},
+                "v1_256": {"url": v1["ours"], "body": batch["v1"][0], "headers": batch["v1"][1]},
+                "v2_json_256": {"url": v2, "body": batch["v2_json"][0], "headers": batch["v2_json"][1]},
+                "v2_binary_256": {"url": v2, "body": batch["v2_binary"][0], "headers": batch["v2_binary"][1]},
+                "trivial_v2_binary_256": {
+                    "url": f"{trivial}/v2/models/echo/infer",
+                    "body": batch["v2_binary"][0],
+                    "headers": batch["v2_binary"][1],
+                },
+                "grpc_256": {"grpc": f"127.0.0.1:{grpc_port}", "body": batch["grpc"][0]},
+            }
+            for target in targets.values():
+                target.setdefault("n", n // 4)
+            results = _load(targets, ["trivial_1", "ours_1"], seconds)
         # In-process with the server's settings: one compute thread (serving/__main__.py --threads).
         limit_compute_threads(1)
         in_process = best_of(lambda: model.predict_columns(test.slice(0, 256)), repeat=20)
 
     from _common import median, percentile
 
+    base, mine = results["trivial_1"], results["ours_1"]
     base_p50, our_p50 = median(base["latencies"]), median(mine["latencies"])
     our_p99 = percentile(mine["latencies"], 99)
-    rows_per_s = 256 / median(rows_v1["latencies"])
-    rows_per_s_v2 = 256 / median(rows_v2["latencies"])
     report.figure("serving.trivial_p50_ms", base_p50 * 1e3)
     report.figure("serving.predictor_p50_ms", our_p50 * 1e3)
     report.figure("serving.predictor_p99_ms", our_p99 * 1e3)
@@ -142,14 +157,21 @@ def main() -> int:
     report.figure("serving.p99_vs_own_p50", our_p99 / our_p50, "<= 3x", our_p99 / our_p50 <= 3)
     report.figure("serving.rps_c4_vs_trivial", mine["rps_c4"] / base["rps_c4"], ">= 0.8x",
                   mine["rps_c4"] / base["rps_c4"] >= 0.8)  # fmt: skip
-    report.figure("serving.rows_per_s_256_v1", rows_per_s, fmt="{:.0f}")
-    report.figure("serving.rows_per_s_256_vs_in_process", rows_per_s / (256 / in_process), ">= 0.5x",
-                  rows_per_s / (256 / in_process) >= 0.5)  # fmt: skip
-    report.figure("serving.rows_per_s_256_v2", rows_per_s_v2, "report only", fmt="{:.0f}")
-    # The ceiling for the figure above: KServe receiving, decoding and echoing the same 256 rows.
-    report.figure("serving.rows_per_s_256_trivial_echo", 256 / median(rows_echo["latencies"]), "report only",
-                  fmt="{:.0f}")  # fmt: skip
+    in_process_rows_per_s = 256 / in_process
     report.figure("serving.in_process_256_rows_us", in_process * 1e6, "report only", fmt="{:.0f}")
+    for name, target in [("v1", None), ("v2_json", None), ("v2_binary", ">= 0.5x"), ("grpc", ">= 0.5x")]:
+        rows_per_s = 256 / median(results[f"{name}_256"]["latencies"])
+        ratio = rows_per_s / in_process_rows_per_s
+        report.figure(f"serving.rows_per_s_256_{name}", rows_per_s, "report only", fmt="{:.0f}")
+        report.figure(f"serving.rows_per_s_256_{name}_vs_in_process", ratio, target or "report only",
+                      None if target is None else ratio >= 0.5)  # fmt: skip
+    # The ceilings: KServe receiving, decoding and echoing the same 256 rows, as V1 JSON and as
+    # V2 binary tensors (through the same route as ours, serving/v2_rest.py).
+    for name in ("v1", "v2_binary"):
+        rows_per_s = 256 / median(results[f"trivial_{name}_256"]["latencies"])
+        report.figure(f"serving.rows_per_s_256_{name}_trivial_echo", rows_per_s, "report only", fmt="{:.0f}")
+        report.figure(f"serving.rows_per_s_256_{name}_trivial_echo_vs_in_process", rows_per_s / in_process_rows_per_s,
+                      "report only")  # fmt: skip
     return report.finish()
 
 

@@ -1,0 +1,83 @@
+"""The load client of bench/serving.py, run as another process so that its CPU is not the servers'.
+
+Run: python bench/load_client.py JOB.json, where the job is
+
+    {"targets": {NAME: {"url": URL, "body": PATH, "headers": {...}, "n": N}   # HTTP POST
+                     | {"grpc": "HOST:PORT", "body": PATH, "n": N}},     # a serialized ModelInferRequest
+     "concurrent": [NAME, ...], "seconds": S}
+
+Each target gets 20 warm-up requests and then its N sequential ones, timed one by one, in one block
+per target (alternating targets in small blocks shifted the trivial model's figures by up to 8%
+with cache effects). The `concurrent` targets then get S seconds of 4 clients each, alternating
+in 5 rounds so that a change in the machine's load hits each alike. Bodies are built once, by the
+caller: what is timed is the request, not building it. Prints one JSON line:
+{NAME: {"latencies": [...], "rps_c4": ...}}.
+"""
+
+import json
+import sys
+import threading
+import time
+
+import grpc
+import httpx
+
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def _sender(target: dict):
+    """A function that sends the target's request once, raising if it is not answered with success."""
+    with open(target["body"], "rb") as f:
+        body = f.read()
+    if "grpc" in target:
+        channel = grpc.insecure_channel(target["grpc"], options=[("grpc.max_receive_message_length", 64 * 2**20)])
+        infer = channel.unary_unary(MODEL_INFER)  # bytes in, bytes out: no (de)serialising timed
+
+        return lambda: infer(body, timeout=30)
+    client = httpx.Client(timeout=30)
+    url, headers = target["url"], target.get("headers", {})
+    return lambda: client.post(url, content=body, headers=headers).raise_for_status()
+
+
+def main() -> int:
+    with open(sys.argv[1]) as f:
+        job = json.load(f)
+    results = {name: {"latencies": [], "requests": 0, "seconds": 0.0} for name in job["targets"]}
+    for name, target in job["targets"].items():
+        send = _sender(target)
+        for _ in range(20):
+            send()
+        for _ in range(target["n"]):
+            started = time.perf_counter()
+            send()
+            results[name]["latencies"].append(time.perf_counter() - started)
+
+    def worker(target, stop, done):
+        send = _sender(target)
+        while time.perf_counter() < stop:
+            send()
+            done.append(1)
+
+    seconds = job["seconds"]
+    rounds = 5 if seconds >= 5 else 1
+    for _ in range(rounds):
+        for name in job["concurrent"]:
+            done, started = [], time.perf_counter()
+            threads = [
+                threading.Thread(target=worker, args=(job["targets"][name], started + seconds / rounds, done))
+                for _ in range(4)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            results[name]["requests"] += len(done)
+            results[name]["seconds"] += time.perf_counter() - started
+    for name in job["concurrent"]:
+        results[name]["rps_c4"] = results[name]["requests"] / results[name]["seconds"]
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
