@@ -24,6 +24,9 @@ def evaluate_model(
     namespace: str = "",
     min_improvement: float = 0.0,
     primary_metric: str = "",
+    tracking_uri: str = "",
+    tracking_optional: bool = False,
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
 ) -> bool:
     """Scores the test split with the trained model and decides whether it may be deployed.
 
@@ -38,6 +41,11 @@ def evaluate_model(
         min_improvement: How much the challenger must beat the champion by on the primary metric.
         primary_metric: Metric of the champion comparison; empty for the task's default
             (roc_auc for binary, accuracy for multiclass, rmse for regression).
+        tracking_uri: MLflow tracking server to log the test metrics and the verdict into (the
+            pipeline run's MLflow run, the trainer's); empty for `MLFLOW_TRACKING_URI`, and no
+            tracking when that is unset too.
+        tracking_optional: Go on without tracking when the server cannot be reached.
+        run_id: The pipeline run id (filled in by KFP): the MLflow run's key.
 
     Returns:
         metrics: Accuracy, precision, recall, F1, ROC AUC and log loss (classification) or
@@ -51,6 +59,7 @@ def evaluate_model(
     """
     from mlworkloads.serving.gate import gate_step
     from mlworkloads.training.evaluation import log_to_kfp
+    from mlworkloads.training.tracking import TrackingSettings
 
     result = gate_step(
         model_path=model.path,
@@ -63,6 +72,7 @@ def evaluate_model(
         namespace=namespace,
         min_improvement=min_improvement,
         primary_metric=primary_metric,
+        tracking_settings=TrackingSettings(tracking_uri, run_key=run_id, optional=tracking_optional),
     )
     log_to_kfp(result, metrics, classification)
     predictions.metadata["rows"] = result.predictions.num_rows

@@ -63,6 +63,8 @@ def train_pytorchjob(
     max_restarts: int = 0,
     wait_timeout_seconds: int = 86400,
     keep_job: bool = False,
+    tracking_uri: str = "",
+    tracking_optional: bool = False,
     run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
@@ -125,7 +127,11 @@ def train_pytorchjob(
         max_restarts: torchrun restarts of the worker group after a failure (resumes from checkpoint).
         wait_timeout_seconds: How long to wait for the job before deleting it and failing.
         keep_job: Keep the succeeded job for inspection (failed jobs are always deleted).
-        run_id: The pipeline run id (filled in by KFP); names the job.
+        tracking_uri: MLflow tracking server rank 0 logs the parameters, per-epoch metrics and
+            history into, one MLflow run per pipeline run; empty for the step's
+            `MLFLOW_TRACKING_URI`, and no tracking when that is unset too.
+        tracking_optional: Train without tracking when the server cannot be reached (else fail first).
+        run_id: The pipeline run id (filled in by KFP); names the job and keys the MLflow run.
         task_name: The task name (filled in by KFP); names the job.
 
     Returns:
@@ -134,6 +140,8 @@ def train_pytorchjob(
         metrics: Final validation metrics, samples/s and epochs run.
         curves: HTML page with the loss and validation-metric curves per epoch.
     """
+    import os
+
     from mlworkloads.training import launch
     from mlworkloads.training.job_launch import task_config_fields
 
@@ -156,6 +164,10 @@ def train_pytorchjob(
             "grad_clip": grad_clip,
             "early_stopping_patience": early_stopping_patience,
             "seed": seed,
+            # Resolved here: the replicas do not see the step's environment.
+            "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""),
+            "tracking_run_key": run_id,
+            "tracking_optional": tracking_optional,
         },
         job={
             "image": trainer_image,

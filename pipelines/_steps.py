@@ -105,6 +105,7 @@ def add_evaluate_and_deploy(
     min_replicas,
     max_replicas,
     image_pull_secrets,
+    tracking_uri="",
 ):
     """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy)."""
     evaluate = evaluate_model(
@@ -114,6 +115,8 @@ def add_evaluate_and_deploy(
         champion_service=champion_service,
         namespace=namespace,
         min_improvement=min_improvement,
+        tracking_uri=tracking_uri,
+        run_id=RUN_SCOPED["run_id"],
     )
     evaluate.set_caching_options(False)
     with dsl.If(evaluate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition

@@ -55,6 +55,7 @@ def training_pipeline(
     min_replicas: int = 1,
     max_replicas: int = 3,
     webhook_url: str = "",
+    tracking_uri: str = "",
 ):
     """Reads a table, trains the tabular network with DDP or gradient-boosted trees, gates and deploys to KServe.
 
@@ -110,6 +111,10 @@ def training_pipeline(
         min_replicas: Minimum predictor replicas.
         max_replicas: Maximum predictor replicas.
         webhook_url: Optional URL notified with the run's final state.
+        tracking_uri: MLflow tracking server: the network's trainer (rank 0) logs its parameters
+            and per-epoch metrics, and the evaluate step its test metrics and verdict, into one
+            MLflow run per pipeline run (tagged `kfp.run_id`). Empty for the steps'
+            `MLFLOW_TRACKING_URI`; no tracking when that is unset too.
     """
     exit_task = summarize_run(
         service_name=service_name, namespace=namespace, webhook_url=webhook_url, run_id=RUN_SCOPED["run_id"]
@@ -149,6 +154,7 @@ def training_pipeline(
             "min_replicas": min_replicas,
             "max_replicas": max_replicas,
             "image_pull_secrets": image_pull_secrets,
+            "tracking_uri": tracking_uri,
         }
         label_pods(data.ingest, data.split, data.preprocess)
         # The network first: its tasks keep the names they had before the trees came.
@@ -164,6 +170,7 @@ def training_pipeline(
                 early_stopping_patience=early_stopping_patience,
                 seed=seed,
                 gpus_per_worker=gpus_per_worker,
+                tracking_uri=tracking_uri,
             )
             add_gate_and_deploy_after_training(train, training_node_selector, training_tolerations, **gate_and_deploy)
         with dsl.Else(name="gradient-boosted-trees"):

@@ -13,7 +13,7 @@ from mlworkloads.data.steps import read_parquet, write_outputs
 from mlworkloads.serving.errors import DeployFailed
 from mlworkloads.serving.inferenceservice import MODEL_URI_ANNOTATION
 from mlworkloads.serving.kserve_api import call_api, client, namespace_or_default
-from mlworkloads.training import evaluation
+from mlworkloads.training import evaluation, tracking
 from mlworkloads.training.export import load
 
 
@@ -40,9 +40,15 @@ def gate_step(
     namespace: str = "",
     min_improvement: float = 0.0,
     primary_metric: str = "",
+    tracking_settings: tracking.TrackingSettings | None = None,
 ) -> evaluation.Evaluation:
     """Scores the test split, compares with the champion (a directory, or what `champion_service`
-    serves) and writes the report and the predictions table; returns the evaluation."""
+    serves) and writes the report and the predictions table; returns the evaluation.
+
+    With tracking, the test metrics (`test_<name>`) and the verdict go into the pipeline run's
+    MLflow run (the trainer's); an unreachable server fails the step first unless optional.
+    """
+    tracked = tracking.start(tracking_settings, "evaluate") if tracking_settings else None
     if champion_service and not champion_dir:
         champion_dir = live_model_uri(champion_service, namespace)
     result = evaluation.evaluate(
@@ -54,4 +60,8 @@ def gate_step(
         primary_metric=primary_metric,
     )
     write_outputs(texts={report_path: evaluation.report_html(result)}, tables={predictions_path: result.predictions})
+    if tracked:
+        tracked.log_metrics({f"test_{name}": value for name, value in result.metrics.items()})
+        tracked.set_tags({"mlworkloads.gate": "passed" if result.passed else "failed"})
+        tracked.log_dict({"passed": result.passed, "reasons": result.reasons}, "evaluation/gate.json")
     return result

@@ -148,6 +148,19 @@ def _fresh_artifact_store():
     artifact_store.current.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def mlflow_uri(s3_endpoint, tmp_path_factory):
+    """A REAL MLflow tracking server (support/mlflow_server.py): SQLite, artifacts in moto's S3."""
+    import s3fs
+    from support.mlflow_server import mlflow_server
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
+    fs.mkdir("mlflow-artifacts")
+    s3fs.S3FileSystem.clear_instance_cache()
+    with mlflow_server(tmp_path_factory.mktemp("mlflow"), free_port(), s3_endpoint, "mlflow-artifacts") as uri:
+        yield uri
+
+
 @pytest.fixture
 def s3_bucket(s3_endpoint):
     """A fresh bucket on the moto server; yields its name."""

@@ -36,6 +36,11 @@ class TrainConfig:
         early_stopping_patience: Stop after this many epochs without a better validation metric; 0 never.
         seed: Seeds initialisation, shuffling and dropout: the same seed repeats a run.
         device: "auto" (CUDA when present), "cpu" or "cuda".
+        tracking_uri: MLflow tracking server rank 0 logs parameters, per-epoch metrics and the
+            history into; empty for `MLFLOW_TRACKING_URI`, and no tracking when that is unset.
+        tracking_experiment: The MLflow experiment.
+        tracking_run_key: The pipeline run's id: the steps of one pipeline run share one MLflow run.
+        tracking_optional: Train without tracking when the server cannot be reached (else fail).
     """
 
     train_uri: str
@@ -56,6 +61,10 @@ class TrainConfig:
     early_stopping_patience: int = 3
     seed: int = 0
     device: str = "auto"
+    tracking_uri: str = ""
+    tracking_experiment: str = "mlworkloads"
+    tracking_run_key: str = ""
+    tracking_optional: bool = False
 
     def __post_init__(self):
         for name in ("train_uri", "validation_uri", "preprocessor_uri", "output_uri"):
@@ -85,6 +94,14 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @property
+    def tracking(self):
+        from mlworkloads.training.tracking import TrackingSettings
+
+        return TrackingSettings(
+            self.tracking_uri, self.tracking_experiment, self.tracking_run_key, self.tracking_optional
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:

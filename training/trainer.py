@@ -25,7 +25,7 @@ from torch.utils.data import DistributedSampler
 
 from mlworkloads.data.preprocessor import Preprocessor
 from mlworkloads.data.storage import atomic_open, read_bytes
-from mlworkloads.training import checkpoint, distributed, export, quality
+from mlworkloads.training import checkpoint, distributed, export, quality, tracking
 from mlworkloads.training.config import TrainConfig
 from mlworkloads.training.errors import ConfigError
 from mlworkloads.training.logs import rank_zero_logger
@@ -73,6 +73,7 @@ class Trainer:
         self.config = config
         self.world = world
         self.log = rank_zero_logger(world)
+        self.tracked: tracking.TrackedRun | None = None
         if config.batch_size % world.world_size:
             raise ConfigError(
                 f"batch_size={config.batch_size} is not divisible by the {world.world_size} processes: "
@@ -233,6 +234,12 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Trains to the end (or early stop), checkpointing every epoch; rank 0 exports."""
         metric_name, _ = quality.PRIMARY_METRIC[self.task]
+        # Rank 0 tracks; an unreachable server fails the run here, before any training.
+        self.tracked = tracking.start(self.config.tracking, "train") if self.world.is_main else None
+        if self.tracked:
+            self.tracked.log_params(
+                {**dataclasses.asdict(self.config), "task": self.task, "world_size": self.world.world_size}
+            )
         self.resume()
         self.log.info(
             "training %s on %d rows (%d processes, batch %d, %d steps/epoch) on %s",
@@ -274,6 +281,8 @@ class Trainer:
                 samples_per_second,
                 "  (best)" if improved else "",
             )
+            if self.tracked:
+                self.tracked.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=self.epoch)
             if self.world.is_main:
                 checkpoint.save(self.config.checkpoint_uri, self.epoch, self.state())
             if self.world.world_size > 1:
@@ -319,6 +328,11 @@ class Trainer:
             with atomic_open(self.config.output_uri.rstrip("/") + "/metrics.json") as f:
                 f.write(_json({"history": self.history, **summary}).encode())
             self.log.info("model written to %s (best epoch %d)", self.config.output_uri, self.best["epoch"] + 1)
+            if self.tracked:
+                best = {f"best_{name}": value for name, value in summary["metrics"].items()}
+                self.tracked.log_metrics({**best, "best_epoch": self.best["epoch"]})
+                self.tracked.log_dict({"history": self.history, **summary}, "training/metrics.json")
+                self.tracked.set_tags({"mlworkloads.model_uri": self.config.output_uri})
         return summary
 
 

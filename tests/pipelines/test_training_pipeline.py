@@ -132,3 +132,24 @@ def test_the_exit_handler_summarises_a_failed_run_and_calls_the_webhook(tmp_path
     assert "# Run summary ❌ FAILED" in summary and "Notification: webhook answered 204" in summary
     assert received and received[0]["state"] == "FAILED"
     assert not _ran(root, "train-pytorchjob")
+
+
+@pytest.mark.e2e
+def test_a_tracked_run_logs_training_and_evaluation_into_one_mlflow_run(tmp_path, mlflow_uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_uri)
+
+    def run_ids():
+        experiment = client.get_experiment_by_name("mlworkloads")
+        return {r.info.run_id for r in client.search_runs([experiment.experiment_id])} if experiment else set()
+
+    before = run_ids()
+    run_locally(PIPELINES["training_pipeline"], {**SMALL, "tracking_uri": mlflow_uri}, str(tmp_path))
+    (new,) = run_ids() - before
+    run = client.get_run(new)
+    assert run.data.tags["kfp.run_id"] and run.data.tags["mlworkloads.gate"] == "passed"
+    assert run.data.params["epochs"] == "2" and run.data.params["world_size"] == "2"
+    assert [m.step for m in client.get_metric_history(new, "validation_loss")] == [0, 1]
+    assert run.data.metrics["test_roc_auc"] > 0.7
+    assert {a.path for a in client.list_artifacts(new)} == {"evaluation", "training"}

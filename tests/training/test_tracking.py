@@ -1,0 +1,91 @@
+"""Experiment tracking against a REAL MLflow tracking server (SQLite, artifacts in the tests' S3)."""
+
+import json
+import logging
+import os
+import pathlib
+
+import pytest
+from conftest import free_port, train_model
+
+from mlworkloads.training import tracking
+from mlworkloads.training.tracking import TrackingError, TrackingSettings
+
+
+def _runs(uri, key):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("mlworkloads")
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`kfp.run_id` = '{key}'")
+
+
+@pytest.mark.e2e
+def test_the_trainer_logs_parameters_curves_and_history_into_the_pipeline_runs_mlflow_run(
+    mlflow_uri, sample_features, tmp_path, s3_endpoint
+):
+    from mlflow import MlflowClient
+
+    key = f"run-{os.urandom(4).hex()}"
+    model = train_model(
+        sample_features, tmp_path / "model", epochs=2, hidden_sizes=[16], tracking_uri=mlflow_uri, tracking_run_key=key
+    )
+    (run,) = _runs(mlflow_uri, key)
+    assert run.data.params["hidden_sizes"] == "[16]" and run.data.params["epochs"] == "2"
+    assert run.data.params["task"] == "binary" and run.data.tags["mlworkloads.model_uri"] == model
+    client = MlflowClient(mlflow_uri)
+    curve = client.get_metric_history(run.info.run_id, "validation_loss")
+    history = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert [(m.step, m.value) for m in curve] == [
+        (h["epoch"], pytest.approx(h["validation_loss"])) for h in history["history"]
+    ]
+    assert run.data.metrics["best_validation_roc_auc"] == pytest.approx(history["metrics"]["validation_roc_auc"])
+    # The history went through the server to its artifact store, the tests' S3 bucket.
+    local = client.download_artifacts(run.info.run_id, "training/metrics.json", str(tmp_path))
+    assert json.loads(pathlib.Path(local).read_text())["history"] == history["history"]
+    import s3fs
+
+    stored = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}).find("mlflow-artifacts/mlflow")
+    assert any(path.endswith(f"{run.info.run_id}/artifacts/training/metrics.json") for path in stored)
+
+
+@pytest.mark.e2e
+def test_every_step_of_one_pipeline_run_logs_into_the_same_mlflow_run(mlflow_uri, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)  # as a platform sets it for every step
+    key = f"run-{os.urandom(4).hex()}"
+    first = tracking.start(TrackingSettings(run_key=key), "train")
+    first.log_metrics({"validation_loss": 0.5}, step=0)
+    again = tracking.start(TrackingSettings(run_key=key), "evaluate")
+    again.log_metrics({"test_roc_auc": 0.8})
+    assert again.run_id == first.run_id
+    (run,) = _runs(mlflow_uri, key)
+    assert run.data.metrics == {"validation_loss": 0.5, "test_roc_auc": 0.8}
+    assert run.data.tags["mlworkloads.first_stage"] == "train"
+
+
+def test_no_uri_and_no_environment_means_no_tracking(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.start(TrackingSettings(run_key="r"), "train") is None
+
+
+def test_a_server_that_is_down_fails_the_trainer_before_it_writes_anything(sample_features, tmp_path):
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TrackingError, match=f"MLflow tracking server {down} cannot be used") as err:
+        train_model(sample_features, tmp_path / "model", epochs=1, tracking_uri=down, tracking_run_key="r")
+    assert "optional" in str(err.value)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "model-checkpoints").exists()
+
+
+def test_optional_tracking_trains_without_a_server_and_says_so(sample_features, tmp_path, caplog):
+    down = f"http://127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.WARNING, logger="mlworkloads.training.tracking"):
+        train_model(
+            sample_features,
+            tmp_path / "model",
+            epochs=1,
+            tracking_uri=down,
+            tracking_run_key="r",
+            tracking_optional=True,
+        )
+    assert (tmp_path / "model" / "metrics.json").exists()
+    assert f"MLflow tracking server {down} cannot be used" in caplog.text and "going on without tracking" in caplog.text
