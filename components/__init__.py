@@ -12,7 +12,9 @@ from mlworkloads.components.evaluate_predictions import evaluate_predictions
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
 from mlworkloads.components.launch_training_job import launch_training_job
+from mlworkloads.components.register_model import register_model
 from mlworkloads.components.select_best_trial import select_best_trial
+from mlworkloads.components.set_model_alias import set_model_alias
 from mlworkloads.components.split_dataset import split_dataset
 from mlworkloads.components.summarize_run import summarize_run
 from mlworkloads.components.train_pytorchjob import train_pytorchjob
@@ -26,7 +28,9 @@ __all__ = [
     "fit_preprocessor",
     "ingest_table",
     "launch_training_job",
+    "register_model",
     "select_best_trial",
+    "set_model_alias",
     "split_dataset",
     "summarize_run",
     "train_pytorchjob",

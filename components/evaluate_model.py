@@ -21,6 +21,7 @@ def evaluate_model(
     champion: Optional[Input[Model]] = None,
     champion_uri: str = "",
     champion_service: str = "",
+    champion_model: str = "",
     namespace: str = "",
     min_improvement: float = 0.0,
     primary_metric: str = "",
@@ -37,6 +38,8 @@ def evaluate_model(
         champion: The currently deployed model's artifact, scored on the same test rows.
         champion_uri: Or the champion's model directory URI (s3://, gs://, a path).
         champion_service: Or the name of the live InferenceService whose recorded model is the champion.
+        champion_model: Or a version in MLflow's model registry: "name@champion" (the alias
+            `set_model_alias` moves on each deployment) or "name/3"; read from `tracking_uri`.
         namespace: Namespace of `champion_service`; empty for the step's own.
         min_improvement: How much the challenger must beat the champion by on the primary metric.
         primary_metric: Metric of the champion comparison; empty for the task's default
@@ -69,6 +72,7 @@ def evaluate_model(
         thresholds=thresholds or {},
         champion_dir=champion.path if champion is not None else champion_uri,
         champion_service=champion_service,
+        champion_model=champion_model,
         namespace=namespace,
         min_improvement=min_improvement,
         primary_metric=primary_metric,

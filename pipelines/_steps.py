@@ -11,6 +11,8 @@ from mlworkloads.components import (
     evaluate_model,
     fit_preprocessor,
     ingest_table,
+    register_model,
+    set_model_alias,
     split_dataset,
 )
 from mlworkloads.pipelines._platform import label_pods, place_training_replicas
@@ -106,13 +108,21 @@ def add_evaluate_and_deploy(
     max_replicas,
     image_pull_secrets,
     tracking_uri="",
+    registered_model="",
+    champion_model="",
+    ingest=None,
 ):
-    """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy)."""
+    """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy).
+
+    With a `registered_model` name, a model that passed the gate is also registered in MLflow,
+    and `champion` moved to its version once the deploy step has promoted it.
+    """
     evaluate = evaluate_model(
         model=train.outputs["model"],
         test=split.outputs["test"],
         thresholds=thresholds,
         champion_service=champion_service,
+        champion_model=champion_model,
         namespace=namespace,
         min_improvement=min_improvement,
         tracking_uri=tracking_uri,
@@ -136,5 +146,27 @@ def add_evaluate_and_deploy(
         # No task-level retry: a canary that answered wrongly once answers wrongly again, and a
         # retried step would redeploy it. The deployer retries API calls that fail in passing.
         deploy.set_caching_options(False)
-    label_pods(evaluate, deploy)
+        # A pipeline without a registry parameter (the sweep) passes none: no registry tasks.
+        has_registry = not (isinstance(registered_model, str) and not registered_model)
+        registry = _add_registry(train, split, ingest, deploy, registered_model, tracking_uri) if has_registry else ()
+    label_pods(evaluate, deploy, *registry)
     return evaluate, deploy
+
+
+def _add_registry(train, split, ingest, deploy, registered_model, tracking_uri) -> tuple:
+    """register_model -> (after deploy) set_model_alias, when the pipeline's `registered_model` is set."""
+    with dsl.If(registered_model != "", name="registry"):
+        register = register_model(
+            model=train.outputs["model"],
+            registered_model=registered_model,
+            test=split.outputs["test"],
+            tracking_uri=tracking_uri,
+            run_id=RUN_SCOPED["run_id"],
+            **({"dataset": ingest.outputs["dataset"]} if ingest is not None else {}),
+        )
+        champion = set_model_alias(
+            registered_model=registered_model, version=register.output, tracking_uri=tracking_uri
+        ).after(deploy)
+    for task in (register, champion):
+        task.set_caching_options(False)
+    return register, champion

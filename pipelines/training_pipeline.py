@@ -56,6 +56,8 @@ def training_pipeline(
     max_replicas: int = 3,
     webhook_url: str = "",
     tracking_uri: str = "",
+    registered_model: str = "",
+    champion_model: str = "",
 ):
     """Reads a table, trains the tabular network with DDP or gradient-boosted trees, gates and deploys to KServe.
 
@@ -115,6 +117,11 @@ def training_pipeline(
             and per-epoch metrics, and the evaluate step its test metrics and verdict, into one
             MLflow run per pipeline run (tagged `kfp.run_id`). Empty for the steps'
             `MLFLOW_TRACKING_URI`; no tracking when that is unset too.
+        registered_model: Register a model that passed the gate as a new version of this MLflow
+            registered model, with its lineage, and move its `champion` alias to the version once
+            deployed; empty for no registry.
+        champion_model: The gate's champion from MLflow's registry instead of a live service,
+            e.g. "flights-late@champion".
     """
     exit_task = summarize_run(
         service_name=service_name, namespace=namespace, webhook_url=webhook_url, run_id=RUN_SCOPED["run_id"]
@@ -155,6 +162,9 @@ def training_pipeline(
             "max_replicas": max_replicas,
             "image_pull_secrets": image_pull_secrets,
             "tracking_uri": tracking_uri,
+            "registered_model": registered_model,
+            "champion_model": champion_model,
+            "ingest": data.ingest,
         }
         label_pods(data.ingest, data.split, data.preprocess)
         # The network first: its tasks keep the names they had before the trees came.

@@ -13,7 +13,7 @@ from mlworkloads.data.steps import read_parquet, write_outputs
 from mlworkloads.serving.errors import DeployFailed
 from mlworkloads.serving.inferenceservice import MODEL_URI_ANNOTATION
 from mlworkloads.serving.kserve_api import call_api, client, namespace_or_default
-from mlworkloads.training import evaluation, tracking
+from mlworkloads.training import evaluation, registry, tracking
 from mlworkloads.training.export import load
 
 
@@ -41,14 +41,19 @@ def gate_step(
     min_improvement: float = 0.0,
     primary_metric: str = "",
     tracking_settings: tracking.TrackingSettings | None = None,
+    champion_model: str = "",
 ) -> evaluation.Evaluation:
-    """Scores the test split, compares with the champion (a directory, or what `champion_service`
-    serves) and writes the report and the predictions table; returns the evaluation.
+    """Scores the test split, compares with the champion (a directory, a registered model's version
+    in MLflow, `champion_model`, or what `champion_service` serves) and writes the report and the
+    predictions table; returns the evaluation.
 
     With tracking, the test metrics (`test_<name>`) and the verdict go into the pipeline run's
     MLflow run (the trainer's); an unreachable server fails the step first unless optional.
     """
     tracked = tracking.start(tracking_settings, "evaluate") if tracking_settings else None
+    if champion_model and not champion_dir:
+        # The registry's champion ("name@champion"), downloaded from MLflow.
+        champion_dir = registry.download(tracking_settings or tracking.TrackingSettings(), champion_model)
     if champion_service and not champion_dir:
         champion_dir = live_model_uri(champion_service, namespace)
     result = evaluation.evaluate(

@@ -111,7 +111,7 @@ def start(settings: TrackingSettings, stage: str) -> TrackedRun | None:
     if not uri:
         return None
     try:
-        _probe(uri)
+        probe(uri)
         run_id = _find_or_create_run(uri, settings, stage)
     except Exception as err:  # noqa: BLE001 - httpx, MlflowException or a connection error
         message = f"MLflow tracking server {uri} cannot be used ({type(err).__name__}: {err})"
@@ -125,7 +125,7 @@ def start(settings: TrackingSettings, stage: str) -> TrackedRun | None:
     return TrackedRun(MlflowClient(uri), run_id, settings)
 
 
-def _probe(uri: str) -> None:
+def probe(uri: str) -> None:
     """Fails fast when an HTTP server is down: MLflow's client retries for minutes first."""
     if uri.startswith(("http://", "https://")):
         httpx.get(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_SECONDS).raise_for_status()

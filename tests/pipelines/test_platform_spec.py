@@ -41,8 +41,8 @@ def test_no_step_maps_the_artifact_stores_keys_over_the_users_own_credentials(na
 
 def test_every_step_carries_the_pod_label():
     executors = _platform("training_pipeline")
-    # the data steps, the summary, and per model family: train, evaluate, deploy
-    assert len(executors) == 10
+    # the data steps, the summary, and per model family: train, evaluate, deploy, register, alias
+    assert len(executors) == 14
     for name, config in executors.items():
         assert config["podMetadata"]["labels"] == {"app.kubernetes.io/part-of": "mlworkloads"}, name
 

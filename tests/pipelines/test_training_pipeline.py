@@ -135,21 +135,36 @@ def test_the_exit_handler_summarises_a_failed_run_and_calls_the_webhook(tmp_path
 
 
 @pytest.mark.e2e
-def test_a_tracked_run_logs_training_and_evaluation_into_one_mlflow_run(tmp_path, mlflow_uri):
+def test_a_tracked_run_logs_into_mlflow_registers_the_model_and_the_next_run_gates_against_it(tmp_path, mlflow_uri):
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_uri)
+    name = f"flights-late-{os.urandom(3).hex()}"
 
     def run_ids():
         experiment = client.get_experiment_by_name("mlworkloads")
         return {r.info.run_id for r in client.search_runs([experiment.experiment_id])} if experiment else set()
 
     before = run_ids()
-    run_locally(PIPELINES["training_pipeline"], {**SMALL, "tracking_uri": mlflow_uri}, str(tmp_path))
+    tracked = {**SMALL, "tracking_uri": mlflow_uri, "registered_model": name}
+    run_locally(PIPELINES["training_pipeline"], tracked, str(tmp_path / "first"))
     (new,) = run_ids() - before
     run = client.get_run(new)
     assert run.data.tags["kfp.run_id"] and run.data.tags["mlworkloads.gate"] == "passed"
     assert run.data.params["epochs"] == "2" and run.data.params["world_size"] == "2"
     assert [m.step for m in client.get_metric_history(new, "validation_loss")] == [0, 1]
     assert run.data.metrics["test_roc_auc"] > 0.7
-    assert {a.path for a in client.list_artifacts(new)} == {"evaluation", "training"}
+    assert {a.path for a in client.list_artifacts(new)} == {"evaluation", "model", "training"}
+    # The gate passed: the model is version 1 with its lineage, and champion once deployed.
+    version = client.get_model_version_by_alias(name, "champion")
+    assert version.version == "1" and version.run_id == new
+    assert version.tags["kfp.run_id"] == run.data.tags["kfp.run_id"] and version.tags["model_family"] == "network"
+    assert version.tags["test_uri"].endswith("test") and version.tags["dataset_uri"].endswith("dataset")
+    assert float(version.tags["validation_roc_auc"]) > 0.7
+
+    # The next run's gate takes its champion from the registry, and the alias moves on.
+    second = tmp_path / "second"
+    run_locally(PIPELINES["training_pipeline"], {**tracked, "champion_model": f"{name}@champion"}, str(second))
+    report = pathlib.Path(find_output(str(second), "evaluate-model", "report")).read_text()
+    assert "champion" in report.lower() and "Evaluation: PASSED" in report
+    assert client.get_model_version_by_alias(name, "champion").version == "2"

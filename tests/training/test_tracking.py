@@ -89,3 +89,41 @@ def test_optional_tracking_trains_without_a_server_and_says_so(sample_features, 
         )
     assert (tmp_path / "model" / "metrics.json").exists()
     assert f"MLflow tracking server {down} cannot be used" in caplog.text and "going on without tracking" in caplog.text
+
+
+@pytest.mark.e2e
+def test_a_registered_version_carries_its_lineage_and_the_champion_alias_moves(
+    mlflow_uri, sample_model, sample_features, tmp_path
+):
+    import numpy as np
+    import pyarrow.parquet as pq
+    from mlflow import MlflowClient
+
+    from mlworkloads.training import registry
+    from mlworkloads.training.export import load
+
+    settings = TrackingSettings(mlflow_uri, run_key=f"run-{os.urandom(4).hex()}")
+    name = f"flights-{os.urandom(3).hex()}"
+    lineage = {"kfp.run_id": settings.run_key, "dataset_uri": "s3://b/raw.parquet", "validation_roc_auc": 0.71}
+    first = registry.register(settings, name, sample_model, lineage)
+    second = registry.register(settings, name, sample_model, lineage)
+    assert (first, second) == ("1", "2")
+    client = MlflowClient(mlflow_uri)
+    version = client.get_model_version(name, first)
+    assert version.tags == {k: str(v) for k, v in lineage.items()}
+    (run,) = _runs(mlflow_uri, settings.run_key)
+    assert version.run_id == run.info.run_id
+    registry.set_alias(settings, name, first)
+    registry.set_alias(settings, name, second)  # the alias moves: one version holds it
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+    # The champion read back is the model that was registered: the same predictions.
+    champion = registry.download(settings, f"{name}@champion", str(tmp_path))
+    rows = pq.read_table(sample_features["test_raw"]).slice(0, 64)
+    np.testing.assert_array_equal(load(champion).predict_columns(rows), load(sample_model).predict_columns(rows))
+
+
+def test_a_reference_that_is_neither_an_alias_nor_a_version_is_refused(mlflow_uri):
+    from mlworkloads.training import registry
+
+    with pytest.raises(TrackingError, match="expected 'model@alias' or 'model/version'"):
+        registry.download(TrackingSettings(mlflow_uri), "flights")
