@@ -10,6 +10,7 @@ from kserve import ModelServer, model_server
 
 from mlworkloads.serving import v2_grpc, v2_rest
 from mlworkloads.serving.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
+from mlworkloads.serving.metrics import RequestCounter
 from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel, limit_compute_threads
 from mlworkloads.training.errors import ModelDirError
 
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # KServe serves a module-level FastAPI app; the cap is added to it before it starts.
     model_server.app.add_middleware(BodySizeLimit, max_bytes=args.max_body_bytes)
+    model_server.app.add_middleware(RequestCounter)  # outermost of ours: counts the 413s too
     server = ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc, workers=args.workers
     )

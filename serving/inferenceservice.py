@@ -46,6 +46,8 @@ CANARY_REFUSED_FIELDS = ("maxReplicas", "minReplicas", "scaleMetric", "scaleTarg
 PROTOCOLS = ("v1", "v2")
 #: The built-in predictor's command (the image's `python -m mlworkloads.serving`).
 BUILT_IN_COMMAND = ["python", "-m", "mlworkloads.serving"]
+#: Where the built-in predictor serves Prometheus metrics (KServe's ModelServer: the HTTP port).
+METRICS_PORT, METRICS_PATH = "8080", "/metrics"
 #: Where Standard-mode KServe records a model-format predictor's storage URI on its Deployment
 #: (the storage initializer itself is added to each pod by KServe's pod webhook).
 STORAGE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
@@ -197,6 +199,32 @@ class ServiceSettings:
         return not self.model_format and not self.command
 
 
+def metrics_annotations(settings: ServiceSettings) -> dict[str, str]:
+    """The built-in predictor's Prometheus scrape annotations, as KServe expects them per mode.
+
+    Both name the container's metrics port for KServe (`prometheus.kserve.io/*`). Standard mode
+    has no queue-proxy: the pods carry the `prometheus.io/*` annotations a Prometheus with the
+    usual pod discovery scrapes, and KServe's own scraping switch is off so that its pod mutator
+    does not point them at Knative's queue-proxy port (`metrics_aggregate_injector.go`, v0.20.0).
+    In Knative mode KServe's queue-proxy merges its metrics with the container's and the pod
+    mutator sets `prometheus.io/*` to the merged port.
+    """
+    container = {"prometheus.kserve.io/port": METRICS_PORT, "prometheus.kserve.io/path": METRICS_PATH}
+    if settings.deployment_mode == "Standard":
+        return {
+            **container,
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": METRICS_PORT,
+            "prometheus.io/path": METRICS_PATH,
+            "serving.kserve.io/enable-prometheus-scraping": "false",
+        }
+    return {
+        **container,
+        "serving.kserve.io/enable-metric-aggregation": "true",
+        "serving.kserve.io/enable-prometheus-scraping": "true",
+    }
+
+
 def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
     """The predictor: a ServingRuntime for a model format, or a container (ours by default)
     serving the model KServe fetched from `model_uri` into `MODEL_MOUNT`."""
@@ -254,6 +282,7 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
         scale_target=settings.scale_target or None,
         timeout=settings.timeout_seconds or None,
         logger=V1beta1LoggerSpec(url=settings.logger_url, mode=settings.logger_mode) if settings.logger_url else None,
+        annotations=metrics_annotations(settings) if settings.built_in else None,
         node_selector=settings.node_selector or None,
         tolerations=[k8s.V1Toleration(**snake_case_keys(t)) for t in settings.tolerations] or None,
     )

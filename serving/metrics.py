@@ -16,9 +16,10 @@ import math
 import operator
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -82,3 +83,55 @@ class BatchHistogram(Collector):
 
     def describe(self) -> list[HistogramMetricFamily]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+
+REQUESTS = Counter(
+    "mlworkloads_requests_total",
+    "Inference requests answered, by model, protocol (v1, v2) and HTTP status code.",
+    ["model_name", "protocol", "code"],
+)
+TRAINING_CLASS_SHARE = Gauge(
+    "mlworkloads_training_class_share",
+    "Share of each class among the model's predictions on its validation split: the baseline the "
+    "live predicted-class mix is compared with.",
+    ["model_name", "predicted_class"],
+)
+
+
+def inference_route(path: str) -> tuple[str, str] | None:
+    """(model name, protocol) of an inference path (`/v1/models/<m>:predict`, `/v2/models/<m>/infer`)."""
+    if path.startswith("/v1/models/") and path.endswith(":predict"):
+        return path[len("/v1/models/") : -len(":predict")], "v1"
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return path[len("/v2/models/") : -len("/infer")].split("/versions/")[0], "v2"
+    return None
+
+
+class RequestCounter:
+    """ASGI middleware counting every inference request by its status code, 4xx and 5xx included
+    (what an error-rate alert needs; KServe's own histograms time only the requests that succeed)."""
+
+    def __init__(self, app):
+        self.app = app
+        self._series: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope, receive, send):
+        route = inference_route(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None:
+            return await self.app(scope, receive, send)
+        status = 500  # what the client sees if the app raises before it answers
+
+        async def recording_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            key = (*route, status)
+            series = self._series.get(key)
+            if series is None:  # looked up once per series: `labels()` takes a lock
+                series = self._series[key] = REQUESTS.labels(route[0], route[1], str(status))
+            series.inc()

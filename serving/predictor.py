@@ -20,7 +20,7 @@ from mlworkloads.data.errors import DataError
 from mlworkloads.data.preprocessor import SMALL_BATCH, Features
 from mlworkloads.serving import payload as formats
 from mlworkloads.serving.inferenceservice import MODEL_MOUNT
-from mlworkloads.serving.metrics import BatchHistogram
+from mlworkloads.serving.metrics import TRAINING_CLASS_SHARE, BatchHistogram
 from mlworkloads.training.export import LoadedModel, load
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ class TabularModel(Model):
         outcomes = ["value"] if self.loaded.task == "regression" else [str(c) for c in preprocessor.classes]
         self._predicted = [PREDICTIONS.labels(self.name, outcome) for outcome in outcomes]
         self._series = (self.name,)
+        for outcome, share in (self.loaded.config.get("validation_class_shares") or {}).items():
+            TRAINING_CLASS_SHARE.labels(self.name, outcome).set(share)
         self.ready = True
         log.info(
             "model %r loaded from %s (%s, %d features)",

@@ -111,6 +111,15 @@ class LoadedModel:
         return self.scores(self.preprocessor.transform(columns))
 
 
+def predicted_class_shares(task: str, scores: np.ndarray, classes: list | None) -> dict[str, float] | None:
+    """Each class's share of a split's predictions (argmax), keyed by the class as text; None for
+    regression. The predictor exports it as the baseline of its live predicted-class mix."""
+    if task == "regression" or not classes:
+        return None
+    counts = np.bincount(np.asarray(scores).argmax(axis=1), minlength=len(classes))
+    return {str(c): float(n) / max(1, len(scores)) for c, n in zip(classes, counts.tolist(), strict=True)}
+
+
 def load(model_dir: str, allow_extra: bool = False) -> LoadedModel:
     """Loads and cross-checks a model directory of either family.
 

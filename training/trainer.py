@@ -229,6 +229,7 @@ class Trainer:
         result = {"loss": float(self.loss_fn(logits, labels))}
         scores = export.scores_from_logits(self.task, logits.cpu().numpy(), self.target_scale)
         result.update(quality.compute(self.task, labels.cpu().numpy(), scores))
+        self.validation_scores = scores
         return result
 
     def fit(self) -> dict[str, Any]:
@@ -307,6 +308,7 @@ class Trainer:
             "torch_version": torch.__version__,
             "world_size": self.world.world_size,
         }
+        shares = export.predicted_class_shares(self.task, self.validation_scores, self.preprocessor.classes)
         if self.world.is_main:
             export.export(
                 self.config.output_uri,
@@ -322,6 +324,7 @@ class Trainer:
                     "world_size": self.world.world_size,
                     "device": self.world.device.type,
                     "seed": self.config.seed,
+                    "validation_class_shares": shares,
                     **summary,
                 },
             )

@@ -6,22 +6,11 @@ import json
 import httpx
 import numpy as np
 import orjson
-import pyarrow.parquet as pq
 import pytest
 from support.v2_cases import bad_binary_requests, bad_grpc_requests, binary_body, feature_specs, json_specs, triton_grpc
 
 from mlworkloads.serving import v2_rest
 from mlworkloads.training.export import load
-
-
-@pytest.fixture(scope="module")
-def rows(sample_features):
-    return pq.read_table(sample_features["test_raw"]).slice(0, 32)
-
-
-@pytest.fixture(scope="module")
-def offline(sample_model, rows):
-    return load(sample_model).predict_columns(rows)
 
 
 @pytest.fixture(scope="module")

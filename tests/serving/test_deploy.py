@@ -68,6 +68,11 @@ def test_a_first_deploy_gets_all_traffic_and_answers(sample_model, held_out_rows
     assert [c["name"] for c in pod["spec"]["initContainers"]] == ["storage-initializer"]
     assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
     assert_serves(deployer.client(), sample_model, held_out_rows)
+    # After KServe's pod mutator, the pod still tells a Prometheus where its metrics are, and they are there.
+    scrape = {k: v for k, v in pod["metadata"]["annotations"].items() if k.startswith("prometheus.io/")}
+    assert scrape == {"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
+    metrics = httpx.get(f"http://{pod['status']['podIP']}:8080/metrics", timeout=10).text
+    assert 'mlworkloads_predictions_total{model_name="flights"' in metrics
 
 
 @pytest.mark.e2e

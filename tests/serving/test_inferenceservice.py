@@ -91,3 +91,14 @@ def test_a_scale_metric_the_modes_autoscaler_lacks_is_refused_naming_both(mode, 
     # KServe's webhook answers "[cpu] is not a supported metric" (tests/cluster/test_kserve_admission.py).
     with pytest.raises(ServiceConfigError, match=f"scale_metric='{metric}': deployment_mode='{mode}' scales on"):
         ServiceSettings(name="f", image="i", model_uri="s3://m", deployment_mode=mode, scale_metric=metric)
+
+
+def test_knative_mode_asks_kserve_to_merge_and_publish_the_predictors_metrics():
+    settings = ServiceSettings(name="flights", image="predictor:1", model_uri="s3://m/1")
+    annotations = as_dict(build(settings, "team"))["spec"]["predictor"]["annotations"]
+    assert annotations == {
+        "prometheus.kserve.io/port": "8080",
+        "prometheus.kserve.io/path": "/metrics",
+        "serving.kserve.io/enable-metric-aggregation": "true",
+        "serving.kserve.io/enable-prometheus-scraping": "true",
+    }

@@ -4,20 +4,9 @@ import json
 
 import httpx
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from mlworkloads.training.export import load
-
-
-@pytest.fixture(scope="module")
-def rows(sample_features):
-    return pq.read_table(sample_features["test_raw"]).slice(0, 32)
-
-
-@pytest.fixture(scope="module")
-def offline(sample_model, rows):
-    return load(sample_model).predict_columns(rows)
 
 
 def _instances(model_dir, rows):

@@ -15,11 +15,10 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 import venv
 from collections.abc import Iterator
 
-import httpx
+from support.servers import server_process
 
 #: The server's version: the client (`mlflow-skinny` in constraints.txt) is the same release.
 MLFLOW_VERSION = "3.17.2"
@@ -50,7 +49,6 @@ def mlflow_server(directory: pathlib.Path, port: int, s3_endpoint: str, bucket: 
     """Runs `mlflow server` on 127.0.0.1:`port` until the block exits; yields its URI."""
     directory.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
         "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
         "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing-secret"),
@@ -62,30 +60,8 @@ def mlflow_server(directory: pathlib.Path, port: int, s3_endpoint: str, bucket: 
         "--artifacts-destination", f"s3://{bucket}/mlflow",
     ]  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
-    with open(directory / "server.log", "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            _wait_healthy(uri, process, directory / "server.log", timeout=120)
-            yield uri
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-
-
-def _wait_healthy(uri: str, process: subprocess.Popen, log: pathlib.Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"mlflow server at {uri} not healthy within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    with server_process(command, directory / "server.log", f"{uri}/health", "mlflow server", 120, env):
+        yield uri
 
 
 if __name__ == "__main__":  # build ahead of the tests (CI's setup step)
