@@ -12,6 +12,7 @@ from mlworkloads.components.evaluate_predictions import evaluate_predictions
 from mlworkloads.components.fit_preprocessor import fit_preprocessor
 from mlworkloads.components.ingest_table import ingest_table
 from mlworkloads.components.launch_training_job import launch_training_job
+from mlworkloads.components.prediction_logs import prediction_logs
 from mlworkloads.components.register_model import register_model
 from mlworkloads.components.select_best_trial import select_best_trial
 from mlworkloads.components.set_model_alias import set_model_alias
@@ -28,6 +29,7 @@ __all__ = [
     "fit_preprocessor",
     "ingest_table",
     "launch_training_job",
+    "prediction_logs",
     "register_model",
     "select_best_trial",
     "set_model_alias",

@@ -110,3 +110,33 @@ def preprocess_step(
         "excluded_columns": json.loads(json.dumps(fitted.excluded)),
         "classes": fitted.classes,
     }
+
+
+def prediction_logs_step(logs_uri: str, dataset_path: str, report_path: str, reference_path: str = "") -> dict:
+    """Logged predictions under `logs_uri` -> a Parquet table (one row per instance) and a data
+    report; with a reference table (the training split), the report compares each feature's live
+    distribution with it."""
+    from mlworkloads.data.drift import drift_markdown, feature_drift
+    from mlworkloads.data.events import EVENT_ID, EVENT_TIME, ROW, events_table, read_events
+
+    table, summary = events_table(read_events(logs_uri))
+    if table.num_rows == 0:
+        raise DataError(f"the logged events under {logs_uri!r} hold no request rows ({summary}).")
+    report = data_report(table, logs_uri)
+    report += "\n## Logged events\n\n" + "\n".join(
+        f"- {key.replace('_', ' ')}: {value:,}" for key, value in summary.items()
+    )
+    report += "\n"
+    if reference_path:
+        reference = read_parquet(reference_path, "reference")
+        logged = {EVENT_ID, EVENT_TIME, ROW}
+        features = [c for c in reference.column_names if c in table.column_names and c not in logged]
+        if not features:
+            raise DataError(
+                f"the reference table shares no feature with the logged requests: it has {reference.column_names}, "
+                f"the logs {table.column_names}."
+            )
+        report += "\n" + drift_markdown(feature_drift(table, reference, features), reference_path)
+    write_outputs(texts={report_path: report}, tables={dataset_path: table})
+    log.info("read %d logged rows from %s (%s)", table.num_rows, logs_uri, summary)
+    return {**table_metadata(table), **summary}
