@@ -152,7 +152,7 @@ def test_rbac_defaults_the_subjects_namespace_to_the_roles_namespace():
 
 
 @pytest.mark.e2e
-def test_serve_answers_v1_on_the_given_port_until_interrupted(sample_model, tmp_path):
+def test_serve_answers_v1_and_grpc_on_the_given_ports_until_interrupted(sample_model, tmp_path):
     import os
     import signal
 
@@ -160,10 +160,11 @@ def test_serve_answers_v1_on_the_given_port_until_interrupted(sample_model, tmp_
 
     from mlworkloads.serving.local_server import free_port, stop_process_tree, wait_ready
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
-        command = [sys.executable, "-m", "mlworkloads", "serve", sample_model, "--name", "flights", "--port", str(port)]
+        command = [sys.executable, "-m", "mlworkloads", "serve", sample_model, "--name", "flights"]
+        command += ["--port", str(port), "--grpc-port", str(grpc_port)]
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -174,6 +175,13 @@ def test_serve_answers_v1_on_the_given_port_until_interrupted(sample_model, tmp_
         instance = {name: None for name in columns}  # all missing: imputed, still a prediction
         response = httpx.post(f"{base}/v1/models/flights:predict", json={"instances": [instance]}, timeout=10)
         assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+        # The gRPC API listens where it was told to (KServe's server, V2).
+        import grpc
+        from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+        from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            assert GRPCInferenceServiceStub(channel).ModelReady(pb.ModelReadyRequest(name="flights"), timeout=10).ready
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)  # raises if Ctrl-C does not stop the server
     finally:
