@@ -80,14 +80,16 @@ def serving_p50s(model_dir: str, test_raw: str, n: int) -> tuple[float, float]:
 
     from mlworkloads.serving.local_server import local_predictor
     from mlworkloads.training.export import load
-    from serving import _load, _trivial_server
+    from serving import _bodies, _load, _trivial_server
 
-    test = pq.read_table(test_raw)
-    columns = load(model_dir).preprocessor.feature_columns
-    one = {"instances": [{c: test[c][0].as_py() for c in columns}]}
+    body, headers = _bodies(pq.read_table(test_raw).slice(0, 1), load(model_dir).preprocessor)["v1"]
     with _trivial_server() as trivial, local_predictor(model_dir, "flights") as served:
-        base, mine = _load([f"{trivial}/v1/models/echo:predict", f"{served}/v1/models/flights:predict"], one, n, 1.0)
-    return median(base["latencies"]), median(mine["latencies"])
+        targets = {
+            "trivial": {"url": f"{trivial}/v1/models/echo:predict", "body": body, "headers": headers, "n": n},
+            "ours": {"url": f"{served}/v1/models/flights:predict", "body": body, "headers": headers, "n": n},
+        }
+        results = _load(targets, [], 1.0)
+    return median(results["trivial"]["latencies"]), median(results["ours"]["latencies"])
 
 
 def main() -> int:
