@@ -140,10 +140,9 @@ def train_pytorchjob(
         metrics: Final validation metrics, samples/s and epochs run.
         curves: HTML page with the loss and validation-metric curves per epoch.
     """
-    import os
-
     from mlworkloads.training import launch
     from mlworkloads.training.job_launch import task_config_fields
+    from mlworkloads.training.tracking import config_entries
 
     result = launch.train_step(
         train_features=launch.Inputs(train_features.path, train_features.uri),
@@ -164,10 +163,7 @@ def train_pytorchjob(
             "grad_clip": grad_clip,
             "early_stopping_patience": early_stopping_patience,
             "seed": seed,
-            # Resolved here: the replicas do not see the step's environment.
-            "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""),
-            "tracking_run_key": run_id,
-            "tracking_optional": tracking_optional,
+            **config_entries(tracking_uri, run_id, tracking_optional),
         },
         job={
             "image": trainer_image,

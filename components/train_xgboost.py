@@ -62,6 +62,8 @@ def train_xgboost(
     max_restarts: int = 0,
     wait_timeout_seconds: int = 86400,
     keep_job: bool = False,
+    tracking_uri: str = "",
+    tracking_optional: bool = False,
     run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
@@ -125,7 +127,11 @@ def train_xgboost(
             the checkpoint).
         wait_timeout_seconds: How long to wait for the job before deleting it and failing.
         keep_job: Keep the succeeded job for inspection (failed jobs are always deleted).
-        run_id: The pipeline run id (filled in by KFP); names the job.
+        tracking_uri: MLflow tracking server rank 0 logs the parameters, the validation metric of
+            every round and the history into, one MLflow run per pipeline run; empty for the
+            step's `MLFLOW_TRACKING_URI`, and no tracking when that is unset too.
+        tracking_optional: Train without tracking when the server cannot be reached (else fail first).
+        run_id: The pipeline run id (filled in by KFP); names the job and keys the MLflow run.
         task_name: The task name (filled in by KFP); names the job.
 
     Returns:
@@ -136,6 +142,7 @@ def train_xgboost(
     """
     from mlworkloads.training import launch
     from mlworkloads.training.job_launch import task_config_fields
+    from mlworkloads.training.tracking import config_entries
 
     result = launch.train_step(
         train_features=launch.Inputs(train_features.path, train_features.uri),
@@ -160,6 +167,7 @@ def train_xgboost(
             "checkpoint_interval": checkpoint_interval,
             "seed": seed,
             "nthread": nthread,
+            **config_entries(tracking_uri, run_id, tracking_optional),
         },
         job={
             "image": trainer_image,

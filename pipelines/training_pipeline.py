@@ -113,8 +113,8 @@ def training_pipeline(
         min_replicas: Minimum predictor replicas.
         max_replicas: Maximum predictor replicas.
         webhook_url: Optional URL notified with the run's final state.
-        tracking_uri: MLflow tracking server: the network's trainer (rank 0) logs its parameters
-            and per-epoch metrics, and the evaluate step its test metrics and verdict, into one
+        tracking_uri: MLflow tracking server: the trainer (rank 0) logs its parameters and per-epoch
+            (per-round) metrics, and the evaluate step its test metrics and verdict, into one
             MLflow run per pipeline run (tagged `kfp.run_id`). Empty for the steps'
             `MLFLOW_TRACKING_URI`; no tracking when that is unset too.
         registered_model: Register a model that passed the gate as a new version of this MLflow
@@ -192,6 +192,7 @@ def training_pipeline(
                 max_leaves=max_leaves,
                 early_stopping_rounds=early_stopping_rounds,
                 seed=seed,
+                tracking_uri=tracking_uri,
             )
             add_gate_and_deploy_after_training(trees, training_node_selector, training_tolerations, **gate_and_deploy)
     label_pods(exit_task)

@@ -27,12 +27,12 @@ import xgboost as xgb
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.preprocessor import Preprocessor
 from mlworkloads.data.storage import atomic_open, read_bytes
-from mlworkloads.training import checkpoint, quality, xgboost_world
+from mlworkloads.training import checkpoint, quality, tracking, xgboost_world
 from mlworkloads.training.boosting_config import BoostingConfig
 from mlworkloads.training.boosting_model import BoosterScorer, feature_matrix, feature_types
 from mlworkloads.training.config import config_text
 from mlworkloads.training.errors import ConfigError
-from mlworkloads.training.export import XGBOOST, write_model_dir
+from mlworkloads.training.export import XGBOOST, predicted_class_shares, write_model_dir
 from mlworkloads.training.logs import rank_zero_logger
 from mlworkloads.training.model import feature_spec
 
@@ -61,11 +61,14 @@ class Progress(xgb.callback.TrainingCallback):
     booster; this keeps it in the booster, so a resumed run stops where an uninterrupted one would.
     """
 
-    def __init__(self, config: BoostingConfig, metric: str, maximize: bool, place, log, state: dict[str, Any]):
+    def __init__(
+        self, config: BoostingConfig, metric: str, maximize: bool, place, log, state: dict[str, Any], tracked=None
+    ):
         super().__init__()
         self.config, self.metric, self.maximize, self.place, self.log = config, metric, maximize, place, log
         self.state = state
         self.started = time.perf_counter()
+        self.tracked, self.untracked = tracked, []  # rounds not yet sent to MLflow
 
     def after_iteration(self, model: xgb.Booster, epoch: int, evals_log) -> bool:
         rounds = model.num_boosted_rounds()
@@ -91,7 +94,17 @@ class Progress(xgb.callback.TrainingCallback):
             )
         if self.place.is_main and (rounds % self.config.checkpoint_interval == 0 or stop):
             save_checkpoint(self.config.checkpoint_uri, model, self.state)
+        if self.tracked:
+            self.untracked.append((rounds - 1, score))
+            if len(self.untracked) >= LOG_INTERVAL or stop or rounds == self.config.num_boost_round:
+                self.flush()
         return stop
+
+    def flush(self) -> None:
+        """Sends the rounds' validation metric to MLflow, one call per batch of rounds."""
+        if self.tracked and self.untracked:
+            self.tracked.log_metric_steps(f"validation_{self.metric}", self.untracked)
+        self.untracked = []
 
 
 def save_checkpoint(directory: str, booster: xgb.Booster, state: dict[str, Any]) -> None:
@@ -168,7 +181,11 @@ def train(config: BoostingConfig, place: xgboost_world.World) -> dict[str, Any]:
         done,
     )
     metric = params["eval_metric"]
-    progress = Progress(config, metric, maximize=metric == "auc", place=place, log=log, state=state)
+    # Rank 0 tracks; an unreachable server fails the run here, before any training.
+    tracked = tracking.start(config.tracking, "train") if place.is_main else None
+    if tracked:
+        tracked.log_params({**json.loads(config.to_json()), "task": task, "world_size": place.world_size})
+    progress = Progress(config, metric, maximize=metric == "auc", place=place, log=log, state=state, tracked=tracked)
     if done < config.num_boost_round and not state["stopped_early"]:
         booster = xgb.train(
             params,
@@ -180,9 +197,16 @@ def train(config: BoostingConfig, place: xgboost_world.World) -> dict[str, Any]:
             verbose_eval=False,
         )
     seconds = time.perf_counter() - started
+    progress.flush()
     if state["stopped_early"]:
         log.info("early stop: no better validation %s for %d rounds", metric, config.early_stopping_rounds)
-    return finish(config, booster, preprocessor, state, place, seconds, log)
+    summary = finish(config, booster, preprocessor, state, place, seconds, log)
+    if tracked:
+        best = {f"best_{name}": value for name, value in summary["metrics"].items()}
+        tracked.log_metrics({**best, "best_round": summary["best_round"]})
+        tracked.log_dict({"history": state["history"], **summary}, "training/metrics.json")
+        tracked.set_tags({"mlworkloads.model_uri": config.output_uri})
+    return summary
 
 
 def finish(config, booster, preprocessor, state, place, seconds, log) -> dict[str, Any]:
@@ -216,6 +240,7 @@ def finish(config, booster, preprocessor, state, place, seconds, log) -> dict[st
                 "best_iteration": best_iteration,
                 "primary_metric": quality.PRIMARY_METRIC[task][0],
                 "settings": json.loads(config.to_json()),
+                "validation_class_shares": predicted_class_shares(task, scores, preprocessor.classes),
                 **summary,
             },
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from mlworkloads.training.config import check_number, check_positive_int, config_from_json
+from mlworkloads.training.config import TrackedConfig, check_number, check_positive_int, config_from_json
 from mlworkloads.training.errors import ConfigError
 
 #: How the preprocessor's category indices reach the trees (see `BoostingConfig`).
@@ -14,7 +14,7 @@ GROW_POLICIES = ("lossguide", "depthwise")
 
 
 @dataclasses.dataclass(kw_only=True)
-class BoostingConfig:
+class BoostingConfig(TrackedConfig):
     """Everything one XGBoost training run needs; the defaults are what the flights bench measures.
 
     Attributes:
@@ -42,6 +42,9 @@ class BoostingConfig:
         checkpoint_interval: Rounds between checkpoints (rank 0 writes them).
         seed: Seeds row and column sampling: the same seed repeats a run.
         nthread: Threads per worker; 0 for every core the worker has.
+        tracking_uri, tracking_experiment, tracking_run_key, tracking_optional: MLflow tracking,
+            as for the network (`TrainConfig`): rank 0 logs the parameters, the validation metric
+            every round and the history into the pipeline run's MLflow run.
     """
 
     train_uri: str

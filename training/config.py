@@ -14,7 +14,25 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclasses.dataclass(kw_only=True)
-class TrainConfig:
+class TrackedConfig:
+    """What a trainer's config says about experiment tracking (see `TrainConfig`'s attributes)."""
+
+    tracking_uri: str = ""
+    tracking_experiment: str = "mlworkloads"
+    tracking_run_key: str = ""
+    tracking_optional: bool = False
+
+    @property
+    def tracking(self):
+        from mlworkloads.training.tracking import TrackingSettings
+
+        return TrackingSettings(
+            self.tracking_uri, self.tracking_experiment, self.tracking_run_key, self.tracking_optional
+        )
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainConfig(TrackedConfig):
     """Everything one training run needs.
 
     Attributes:
@@ -61,10 +79,6 @@ class TrainConfig:
     early_stopping_patience: int = 3
     seed: int = 0
     device: str = "auto"
-    tracking_uri: str = ""
-    tracking_experiment: str = "mlworkloads"
-    tracking_run_key: str = ""
-    tracking_optional: bool = False
 
     def __post_init__(self):
         for name in ("train_uri", "validation_uri", "preprocessor_uri", "output_uri"):
@@ -94,14 +108,6 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
-    @property
-    def tracking(self):
-        from mlworkloads.training.tracking import TrackingSettings
-
-        return TrackingSettings(
-            self.tracking_uri, self.tracking_experiment, self.tracking_run_key, self.tracking_optional
-        )
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:

@@ -55,6 +55,16 @@ class TrackingSettings:
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
 
 
+def config_entries(tracking_uri: str, run_key: str, optional: bool) -> dict[str, Any]:
+    """A training component's tracking settings for its trainer config, the URI resolved in the
+    step (from `MLFLOW_TRACKING_URI` when not given): training replicas do not see its environment."""
+    return {
+        "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""),
+        "tracking_run_key": run_key,
+        "tracking_optional": optional,
+    }
+
+
 class TrackedRun:
     """The MLflow run of one pipeline run; every call is guarded as the settings say."""
 
@@ -77,6 +87,16 @@ class TrackedRun:
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in sorted(metrics.items())]
+        self._call("log metrics", lambda: self.client.log_batch(self.run_id, metrics=items))
+
+    def log_metric_steps(self, name: str, steps: list[tuple[int, float]]) -> None:
+        """One metric's values at several steps (a curve's points), in one call."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(name, float(value), now, step) for step, value in steps]
         self._call("log metrics", lambda: self.client.log_batch(self.run_id, metrics=items))
 
     def log_dict(self, value: dict[str, Any], artifact_file: str) -> None:

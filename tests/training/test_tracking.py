@@ -127,3 +127,32 @@ def test_a_reference_that_is_neither_an_alias_nor_a_version_is_refused(mlflow_ur
 
     with pytest.raises(TrackingError, match="expected 'model@alias' or 'model/version'"):
         registry.download(TrackingSettings(mlflow_uri), "flights")
+
+
+@pytest.mark.e2e
+def test_the_trees_log_every_rounds_metric_and_their_history_into_the_mlflow_run(mlflow_uri, sample_features, tmp_path):
+    from mlflow import MlflowClient
+
+    from mlworkloads.training.boosting import run
+    from mlworkloads.training.boosting_config import BoostingConfig
+
+    key = f"run-{os.urandom(4).hex()}"
+    run(
+        BoostingConfig(
+            train_uri=sample_features["train"],
+            validation_uri=sample_features["validation"],
+            preprocessor_uri=sample_features["preprocessor"],
+            output_uri=str(tmp_path / "trees"),
+            num_boost_round=40,
+            early_stopping_rounds=0,
+            tracking_uri=mlflow_uri,
+            tracking_run_key=key,
+        )
+    )
+    (tracked,) = _runs(mlflow_uri, key)
+    assert tracked.data.params["num_boost_round"] == "40" and tracked.data.params["task"] == "binary"
+    curve = MlflowClient(mlflow_uri).get_metric_history(tracked.info.run_id, "validation_auc")
+    history = json.loads((tmp_path / "trees" / "metrics.json").read_text())["history"]
+    assert [(m.step, m.value) for m in curve] == [(h["round"], pytest.approx(h["validation_auc"])) for h in history]
+    assert len(curve) == 40
+    assert "best_validation_roc_auc" in tracked.data.metrics
