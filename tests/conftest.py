@@ -31,10 +31,22 @@ def pytest_collection_finish(session):
     A cold build is minutes of `go build` (bounded on its own, build.GO_COMMAND_LIMIT); inside
     the first cluster test it would count against that test's limit and read as a hang.
     """
+    log = lambda line: print(line, file=sys.__stderr__, flush=True)  # noqa: E731
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     if any(item.get_closest_marker("cluster") for item in session.items):
         from support.cluster.build import INSTALLED, build
 
-        build(log=lambda line: print(line, file=sys.__stderr__, flush=True), only=INSTALLED)
+        build(log=log, only=INSTALLED)
+    # The same for the other programs the tests build: Prometheus from its module, and the
+    # MLflow server's virtualenv (a minute of pip), each only when a selected test needs it.
+    if "prometheus_binary" in wanted:
+        from support.cluster.build import build
+
+        build(log=log, only=("prometheus",))
+    if "mlflow_uri" in wanted:
+        from support.mlflow_server import server_python
+
+        log(f"MLflow server: {server_python()}")
 
 
 # The hang guard's hooks (support/hang_guard.py): pytest finds them here by name.

@@ -24,13 +24,13 @@ MODEL = "flights-watched"
 
 @pytest.fixture(scope="module")
 def prometheus_binary():
+    """Prometheus from its pinned module (built before the first test: conftest.py)."""
     from support.cluster.build import build
 
     return build(only=("prometheus",)).binary("prometheus")
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(900)
 def test_every_dashboard_and_rule_expression_reads_the_predictor_under_load(
     prometheus_binary, sample_model, sample_features, tmp_path
 ):
