@@ -5,6 +5,7 @@ Every problem with a payload raises `kserve.errors.InvalidInput` (HTTP 400) nami
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from typing import Any
@@ -252,20 +253,27 @@ def v2_response(
     for name, binary in _chosen_outputs(request, [o["name"] for o in v2_output_types(preprocessor)]).items():
         if name in ("prediction", "probabilities"):
             outputs.append(_output(name, "FP32", scores.astype(np.float32, copy=False), binary))
-        elif binary:
-            labels = tensors.encode_bytes_table([str(c) for c in preprocessor.classes])
-            output = InferOutput(name, [len(best)], "BYTES")
-            output._raw_data = tensors.encode_bytes_by_index(labels, best)
-            outputs.append(output)
         else:
-            labels = np.array([str(c) for c in preprocessor.classes], dtype=object)
-            outputs.append(InferOutput(name, [len(best)], "BYTES", labels[best].tolist()))
+            texts, encoded = _class_labels(tuple(str(c) for c in preprocessor.classes))
+            if binary:
+                output = InferOutput(name, [len(best)], "BYTES")
+                output._raw_data = tensors.encode_bytes_by_index(encoded, best)
+            else:
+                output = InferOutput(name, [len(best)], "BYTES", texts[best].tolist())
+            outputs.append(output)
     return InferResponse(
         response_id=request.id or str(uuid.uuid4()),
         model_name=model_name,
         infer_outputs=outputs,
         use_binary_outputs=request.from_grpc,
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _class_labels(classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The class labels as text and as BYTES elements, to pick by index: built once per model,
+    not on every request."""
+    return np.array(classes, dtype=object), tensors.encode_bytes_table(list(classes))
 
 
 def _output(name: str, datatype: str, values: np.ndarray, binary: bool) -> InferOutput:
