@@ -81,22 +81,19 @@ class TrackedRun:
         self._call("log parameters", lambda: self.client.log_batch(self.run_id, params=items))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in sorted(metrics.items())]
-        self._call("log metrics", lambda: self.client.log_batch(self.run_id, metrics=items))
+        self._log_points([(name, step or 0, value) for name, value in sorted(metrics.items())])
 
     def log_metric_steps(self, name: str, steps: list[tuple[int, float]]) -> None:
         """One metric's values at several steps (a curve's points), in one call."""
+        self._log_points([(name, step, value) for step, value in steps])
+
+    def _log_points(self, points: list[tuple[str, int, float]]) -> None:
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(name, float(value), now, step) for step, value in steps]
+        items = [Metric(name, float(value), now, step) for name, step, value in points]
         self._call("log metrics", lambda: self.client.log_batch(self.run_id, metrics=items))
 
     def log_dict(self, value: dict[str, Any], artifact_file: str) -> None:
