@@ -43,7 +43,8 @@ def _bodies(rows, preprocessor) -> dict[str, tuple[bytes, dict[str, str]]]:
     import pyarrow.compute as pc
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-    from mlworkloads.serving import tensors, v2_rest
+    from mlworkloads.data import tensors
+    from mlworkloads.serving import v2_rest
 
     n, columns = rows.num_rows, preprocessor.feature_columns
     instances = [{c: rows[c][i].as_py() for c in columns} for i in range(n)]

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
+from mlworkloads.data import tensors
 from mlworkloads.data.preprocessor import SMALL_BATCH, Features, Preprocessor
-from mlworkloads.serving import tensors
 
 #: Name of the V2 input that carries already-preprocessed features as one FP32 tensor.
 FEATURES_INPUT = "features"

@@ -16,7 +16,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from prometheus_client import Counter
 from threadpoolctl import threadpool_limits
 
-from mlworkloads.data.errors import DataError
+from mlworkloads.data.errors import DataError, TensorError
 from mlworkloads.data.preprocessor import SMALL_BATCH, Features
 from mlworkloads.serving import payload as formats
 from mlworkloads.serving.inferenceservice import MODEL_MOUNT
@@ -113,7 +113,10 @@ class TabularModel(Model):
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise InvalidInput(f"the request body is not valid JSON: {err}") from err
         if isinstance(payload, InferRequest):
-            inputs = formats.v2_features(payload, preprocessor, self.max_batch_size)
+            try:
+                inputs = formats.v2_features(payload, preprocessor, self.max_batch_size)
+            except TensorError as err:
+                raise InvalidInput(str(err)) from err
         else:
             inputs = formats.v1_columns(payload, preprocessor, self.max_batch_size)
         # A few rows take a fraction of a millisecond: scored inline. Larger batches run in a

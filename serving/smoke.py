@@ -15,8 +15,9 @@ import pyarrow.compute as pc
 from kserve.errors import InvalidInput
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from mlworkloads.data import tensors
 from mlworkloads.data.preprocessor import Preprocessor
-from mlworkloads.serving import tensors, v2_rest
+from mlworkloads.serving import v2_rest
 from mlworkloads.serving.errors import SmokeTestFailed
 from mlworkloads.training.predictions import expected_scores
 

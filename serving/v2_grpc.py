@@ -14,7 +14,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.grpc.servicer import InferenceServicer
 
-from mlworkloads.serving import tensors
+from mlworkloads.data import tensors
+from mlworkloads.data.errors import TensorError
 
 
 class CheckedInferenceServicer(InferenceServicer):
@@ -23,7 +24,10 @@ class CheckedInferenceServicer(InferenceServicer):
     @classmethod
     def validate_grpc_request(cls, request: pb.ModelInferRequest) -> None:
         for item in request.inputs:
-            tensors.check_datatype(item.name, item.datatype)
+            try:
+                tensors.check_datatype(item.name, item.datatype)
+            except TensorError as err:
+                raise InvalidInput(str(err)) from err
             if any(d < 0 for d in item.shape):
                 raise InvalidInput(f"input {item.name!r}: shape must be whole numbers >= 0, got {list(item.shape)}.")
         super().validate_grpc_request(request)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import FastAPI
 from kserve.errors import InvalidInput, ModelNotReady
@@ -30,7 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlworkloads.serving import tensors
+from mlworkloads.data import tensors
+from mlworkloads.data.errors import TensorError
 
 HEADER_LENGTH = "inference-header-content-length"
 INFER_PATH = "/v2/models/{model_name}/infer"
@@ -116,10 +116,12 @@ def _input(spec: Any, index: int) -> tuple[InferInput, int | None]:
     """One input's JSON -> an `InferInput` (with its JSON data, if any) and its binary size, if any."""
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise InvalidInput(f'inputs[{index}] must be an object with a "name".')
-    name = spec["name"]
-    datatype = tensors.check_datatype(name, spec.get("datatype"))
-    shape = spec.get("shape")
-    tensors.element_count(name, shape)
+    name, shape = spec["name"], spec.get("shape")
+    try:
+        datatype = tensors.check_datatype(name, spec.get("datatype"))
+        tensors.element_count(name, shape)
+    except TensorError as err:
+        raise InvalidInput(str(err)) from err
     parameters = _parameters(spec.get("parameters"), f"input {name!r}'s parameters")
     item = InferInput(name=name, shape=shape, datatype=datatype, parameters=parameters)
     if "data" in spec:
@@ -213,22 +215,10 @@ def decode_response(body: bytes, header_length: str | None) -> dict[str, Any]:
     (numpy arrays, or Arrow string arrays for BYTES) in the outputs' shapes.
 
     Raises:
-        InvalidInput: the body does not hold what its header and outputs say.
+        InvalidInput: the header length is wrong; TensorError: an output's bytes disagree with it.
     """
     json_length = len(body) if header_length is None else _header_length(header_length, len(body))
     view = memoryview(body)
     document = orjson.loads(view[:json_length])
-    offset, values = json_length, {}
-    for spec in document.get("outputs", []):
-        name, datatype, shape = spec["name"], spec["datatype"], spec["shape"]
-        size = (spec.get("parameters") or {}).get("binary_data_size")
-        if size is None:
-            data = spec["data"]
-            values[name] = np.asarray(data, dtype=object if datatype == "BYTES" else tensors.NUMERIC_DTYPES[datatype])
-            continue
-        raw, offset = view[offset : offset + size], offset + size
-        if datatype == "BYTES":
-            values[name] = tensors.decode_bytes(name, shape, raw)
-        else:
-            values[name] = tensors.decode_numeric(name, datatype, shape, raw).reshape(shape)
+    values, _ = tensors.decode_tensors(document.get("outputs", []), view, json_length)
     return values

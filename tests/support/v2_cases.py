@@ -9,7 +9,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from mlworkloads.serving import tensors, v2_rest
+from mlworkloads.data import tensors
+from mlworkloads.serving import v2_rest
 from mlworkloads.training.export import load
 
 TRITON_GRPC = [sys.executable, "tests/support/triton_grpc.py"]

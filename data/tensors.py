@@ -6,17 +6,21 @@ JSON header of a REST request (`Inference-Header-Content-Length`) and in gRPC's
 `raw_input_contents`, so one decoder serves both. Nothing here loops over rows in Python: a
 batch of 4,096 rows costs a few numpy calls per tensor.
 
-Every problem raises `kserve.errors.InvalidInput` (HTTP 400, gRPC INVALID_ARGUMENT) naming the
-tensor.
+Every problem raises `TensorError` naming the tensor; the predictor answers it as invalid input
+(HTTP 400, gRPC INVALID_ARGUMENT). The codec sits with the data formats, below serving, because
+logged predictions (`events.py`) hold these bodies too.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from kserve.errors import InvalidInput
+
+from mlworkloads.data.errors import TensorError
 
 #: Element types of the protocol's numeric datatypes (BYTES is variable-length).
 NUMERIC_DTYPES = {
@@ -40,13 +44,13 @@ _PREFIX = 4  # bytes of each BYTES element's length
 def element_count(name: str, shape: object) -> int:
     """The number of elements of a tensor's `shape`, refused unless it is a list of whole numbers >= 0."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidInput(f"input {name!r}: shape must be a list of whole numbers >= 0, got {shape!r}.")
+        raise TensorError(f"input {name!r}: shape must be a list of whole numbers >= 0, got {shape!r}.")
     return math.prod(shape)
 
 
 def check_datatype(name: str, datatype: object) -> str:
     if datatype not in DATATYPES:
-        raise InvalidInput(f"input {name!r} has datatype {datatype!r}; expected one of {list(DATATYPES)}.")
+        raise TensorError(f"input {name!r} has datatype {datatype!r}; expected one of {list(DATATYPES)}.")
     return datatype
 
 
@@ -55,7 +59,7 @@ def decode_numeric(name: str, datatype: str, shape: list[int], raw: bytes | memo
     dtype = NUMERIC_DTYPES[datatype]
     count = element_count(name, shape)
     if len(raw) != count * dtype.itemsize:
-        raise InvalidInput(
+        raise TensorError(
             f"input {name!r} has {len(raw)} bytes of binary data; shape {shape} of {datatype} needs "
             f"{count * dtype.itemsize} ({count} x {dtype.itemsize})."
         )
@@ -82,7 +86,7 @@ def decode_bytes(name: str, shape: list[int], raw: bytes | memoryview) -> pa.Arr
     try:
         values.validate(full=True)
     except pa.ArrowInvalid as err:
-        raise InvalidInput(f"input {name!r}: BYTES elements must be UTF-8 text: {err}") from err
+        raise TensorError(f"input {name!r}: BYTES elements must be UTF-8 text: {err}") from err
     return values
 
 
@@ -110,10 +114,10 @@ def _element_bounds(buffer: np.ndarray, count: int, name: str) -> tuple[np.ndarr
     size = len(buffer)
     if count == 0:
         if size:
-            raise InvalidInput(f"input {name!r} has no elements but {size} bytes of binary data.")
+            raise TensorError(f"input {name!r} has no elements but {size} bytes of binary data.")
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if size < _PREFIX:
-        raise InvalidInput(f"input {name!r}: {size} bytes cannot hold a BYTES element's 4-byte length.")
+        raise TensorError(f"input {name!r}: {size} bytes cannot hold a BYTES element's 4-byte length.")
     # step[p]: where an element starting at p ends; `size` for the exact end, `size + 1` for an
     # element that would run past it (both map to themselves, so an overrun stays visible).
     step = np.full(size + 2, size + 1, dtype=np.int64)
@@ -132,11 +136,45 @@ def _element_bounds(buffer: np.ndarray, count: int, name: str) -> tuple[np.ndarr
             jump = jump[jump]
     ends = step[starts]
     if ends[-1] != size or starts[-1] > size - _PREFIX:
-        raise InvalidInput(
+        raise TensorError(
             f"input {name!r}: its {size} bytes of binary data do not hold exactly {count} length-prefixed BYTES "
             "elements (shape and data disagree)."
         )
     return starts, ends
+
+
+def decode_tensors(specs: list[dict], body: memoryview, offset: int) -> tuple[dict[str, Any], int]:
+    """The tensors of a V2 body's JSON part (`inputs` or `outputs`) -> name -> values in their
+    shapes (numpy; an Arrow string array for binary BYTES), each from its JSON `data` or from the
+    binary data that follows in `body` from `offset`, in order; and where that data ended.
+    """
+    values: dict[str, Any] = {}
+    for spec in specs:
+        name, datatype, shape = spec["name"], check_datatype(spec["name"], spec["datatype"]), spec["shape"]
+        size = (spec.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            values[name] = np.asarray(spec["data"], dtype=object if datatype == "BYTES" else NUMERIC_DTYPES[datatype])
+            continue
+        if offset + size > len(body):
+            raise TensorError(f"{name!r}: binary_data_size {size} runs past the end of the body.")
+        raw, offset = body[offset : offset + size], offset + size
+        if datatype == "BYTES":
+            values[name] = decode_bytes(name, shape, raw)
+        else:
+            values[name] = decode_numeric(name, datatype, shape, raw).reshape(shape)
+    return values, offset
+
+
+def json_part_length(body: bytes) -> int:
+    """Where a V2 body's JSON part ends, for a body kept without its `Inference-Header-Content-Length`
+    (KServe's logger keeps the body alone). Latin-1 maps each byte to one character, so the
+    decoder's end index is a byte offset whatever follows the JSON.
+
+    Raises:
+        ValueError: the body does not start with a JSON value.
+    """
+    _, end = json.JSONDecoder().raw_decode(body.decode("latin-1"))
+    return end
 
 
 def encode_numeric(values: np.ndarray, datatype: str) -> bytes:

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import deserialize_bytes_tensor
 from tritonclient.utils import serialize_byte_tensor
 
-from mlworkloads.serving import tensors
+from mlworkloads.data import tensors
+from mlworkloads.data.errors import TensorError
 
 
 def _triton_bytes(values: list[str]) -> bytes:
@@ -24,7 +24,7 @@ def test_numeric_tensors_decode_to_their_values(datatype):
 
 
 def test_a_numeric_tensor_of_the_wrong_size_names_the_input_and_both_sizes():
-    with pytest.raises(InvalidInput, match=r"input 'distance' has 20 bytes .* shape \[3\] of FP64 needs 24"):
+    with pytest.raises(TensorError, match=r"input 'distance' has 20 bytes .* shape \[3\] of FP64 needs 24"):
         tensors.decode_numeric("distance", "FP64", [3], bytes(20))
 
 
@@ -64,7 +64,7 @@ def test_bytes_tensors_of_every_size_up_to_a_large_batch_match_kserves_decoder()
     ],
 )
 def test_a_bytes_tensor_that_disagrees_with_its_shape_is_refused_by_name(raw, count, message):
-    with pytest.raises(InvalidInput, match=message) as err:
+    with pytest.raises(TensorError, match=message) as err:
         tensors.decode_bytes("tailnum", [count], raw)
     assert "'tailnum'" in str(err.value)
 
@@ -79,12 +79,12 @@ def test_labels_encode_as_a_bytes_tensor_triton_reads():
     ("shape", "message"), [([-1], "whole numbers >= 0"), ([2.5], "whole numbers >= 0"), ("3", "must be a list")]
 )
 def test_a_bad_shape_is_refused_by_name(shape, message):
-    with pytest.raises(InvalidInput, match=message):
+    with pytest.raises(TensorError, match=message):
         tensors.element_count("month", shape)
 
 
 def test_an_unknown_datatype_is_refused_by_name():
-    with pytest.raises(InvalidInput, match="input 'month' has datatype 'FLOAT'"):
+    with pytest.raises(TensorError, match="input 'month' has datatype 'FLOAT'"):
         tensors.check_datatype("month", "FLOAT")
 
 
