@@ -23,8 +23,10 @@ import json
 import posixpath
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from mlworkloads.data import tensors
 from mlworkloads.data.errors import DataError
 from mlworkloads.data.storage import filesystem
 
@@ -39,7 +41,7 @@ class LoggedEvent:
     id: str
     type: str
     time: str
-    body: Any  # the decoded JSON body
+    body: Any  # the decoded JSON body; None for a call without one (a GET)
     where: str  # file and line, for errors
 
 
@@ -86,14 +88,15 @@ def _event(record: Any, where: str) -> LoggedEvent:
         raise DataError(f"{where}: a logged event is a JSON object, not {type(record).__name__}.")
     if "reqType" in record:  # KServe's stored LogRequest
         kind, raw = record["reqType"], base64.b64decode(record.get("bytes") or "")
-        body = _json_body(raw, where)
+        body = _json_body(raw, where) if raw else None
         return LoggedEvent(str(record.get("id", "")), kind, str(record.get("occurrenceTime", "")), body, where)
     if "specversion" in record:  # a structured CloudEvent
-        if "data_base64" in record:
+        if record.get("data_base64"):
             body = _json_body(base64.b64decode(record["data_base64"]), where)
         else:
             body = record.get("data")
-            body = _json_body(body.encode(), where) if isinstance(body, str) else body
+            if isinstance(body, str):
+                body = _json_body(body.encode(), where) if body else None
         return LoggedEvent(
             str(record.get("id", "")), str(record.get("type", "")), str(record.get("time", "")), body, where
         )
@@ -101,10 +104,26 @@ def _event(record: Any, where: str) -> LoggedEvent:
 
 
 def _json_body(raw: bytes, where: str) -> Any:
+    """A logged body as JSON; a V2 body of binary tensors (what the smoke test and the canary check
+    send) with its tensors' bytes read into their `data`, as if it had been sent as JSON."""
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{where}: the logged body is not JSON: {err}") from err
+        not_json = err
+    try:
+        end = tensors.json_part_length(raw)
+        document = json.loads(raw[:end])
+        specs = document["inputs"] if "inputs" in document else document["outputs"]
+        values, used = tensors.decode_tensors(specs, memoryview(raw), end)
+        if used != len(raw):
+            raise DataError(f"{len(raw) - used} bytes after the tensors' binary data")
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(
+            f"{where}: the logged body is neither JSON ({not_json}) nor a V2 body of binary tensors ({err})."
+        ) from err
+    for spec in specs:
+        spec["data"] = np.asarray(values[spec["name"]]).ravel().tolist()  # flat, as V2 JSON sends data
+    return document
 
 
 def events_table(events: list[LoggedEvent]) -> tuple[pa.Table, dict[str, int]]:
@@ -118,8 +137,11 @@ def events_table(events: list[LoggedEvent]) -> tuple[pa.Table, dict[str, int]]:
         DataError: a body that is neither V1 nor V2, or predictions that do not match the rows.
             A feature sent as text in one request and as a number in another is kept as text.
     """
-    requests = {e.id: e for e in events if e.type == REQUEST}
-    responses = {e.id: e for e in events if e.type == RESPONSE}
+    # The agent logs every call that reaches the predictor, its GETs too (health, metadata): a
+    # request with no body is not a prediction, and neither is the answer to it.
+    calls = {e.id for e in events if e.type == REQUEST and e.body is None}
+    requests = {e.id: e for e in events if e.type == REQUEST and e.id not in calls}
+    responses = {e.id: e for e in events if e.type == RESPONSE and e.id not in calls}
     rows: list[dict[str, Any]] = []
     for event in sorted(requests.values(), key=lambda e: (e.time, e.id)):
         instances = _instances(event)
@@ -131,7 +153,8 @@ def events_table(events: list[LoggedEvent]) -> tuple[pa.Table, dict[str, int]]:
         "responses": len(responses),
         "requests_without_response": len(set(requests) - set(responses)),
         "responses_without_request": len(set(responses) - set(requests)),
-        "other_events": len(events) - len(requests) - len(responses),
+        "calls_without_body": len(calls),
+        "other_events": len(events) - len(requests) - len(responses) - sum(e.id in calls for e in events),
         "rows": len(rows),
     }
     names = list(dict.fromkeys(name for row in rows for name in row))
@@ -200,9 +223,10 @@ def _v2_answers(outputs: list[dict], rows: int, where: str) -> list[dict[str, An
     if "prediction" in named:
         return [{"prediction": v} for v in named["prediction"]]
     classes, probabilities = named.get("predicted_class"), named.get("probabilities")
-    if not isinstance(classes, list):
-        raise DataError(f"{where}: a V2 response needs a predicted_class or prediction output with JSON data.")
-    answers = [{"predicted_class": str(c)} for c in classes]
+    if not isinstance(classes, list) and not isinstance(probabilities, list):
+        raise DataError(f"{where}: a V2 response needs a predicted_class, probabilities or prediction output.")
+    # A client may ask for some outputs only (the smoke test asks for the probabilities).
+    answers = [{"predicted_class": str(c)} for c in classes] if isinstance(classes, list) else [{} for _ in range(rows)]
     if isinstance(probabilities, list) and rows and len(probabilities) % rows == 0:
         width = len(probabilities) // rows
         for i, answer in enumerate(answers):

@@ -68,9 +68,13 @@ def test_the_agents_stored_records_in_s3_become_one_row_per_instance(exchanges, 
     for event_id, request, response in exchanges:
         fs.pipe(f"{prefix}/{event_id}-request.json", json.dumps(_log_request(REQUEST, event_id, request)).encode())
         fs.pipe(f"{prefix}/{event_id}-response.json", json.dumps(_log_request(RESPONSE, event_id, response)).encode())
+    # The agent logs GETs too (a readiness check): no body, so no prediction, and its answer is not one.
+    fs.pipe(f"{prefix}/get-request.json", json.dumps(_log_request(REQUEST, "get", None) | {"bytes": ""}).encode())
+    fs.pipe(f"{prefix}/get-response.json", json.dumps(_log_request(RESPONSE, "get", {"status": "alive"})).encode())
     dataset, report = tmp_path / "logged.parquet", tmp_path / "report.md"
     summary = prediction_logs_step(f"s3://{s3_bucket}/logs", str(dataset), str(report))
     assert summary["requests"] == summary["responses"] == 7 and summary["rows"] == 6 * 3 + 4
+    assert summary["calls_without_body"] == 1 and summary["other_events"] == 0
     table = pq.read_table(dataset)
     first_id, first_request, first_response = exchanges[0]
     rows = [r for r in table.to_pylist() if r["event_id"] == first_id]
@@ -106,6 +110,7 @@ def test_cloudevents_from_a_sink_with_a_lost_response_keep_every_row_and_compare
         "responses": 5,
         "requests_without_response": 1,
         "responses_without_request": 0,
+        "calls_without_body": 0,
         "other_events": 0,
         "rows": 18,
     }
@@ -123,3 +128,39 @@ def test_a_line_that_is_not_an_event_is_refused_naming_the_file_and_line_and_not
     with pytest.raises(DataError, match="events.jsonl line 2: not a JSON logged event"):
         prediction_logs_step(str(tmp_path / "events.jsonl"), str(tmp_path / "out.parquet"), str(tmp_path / "r.md"))
     assert not os.path.exists(tmp_path / "out.parquet") and not os.path.exists(tmp_path / "r.md")
+
+
+def test_v2_binary_bodies_logged_without_their_header_are_read_and_a_cut_one_is_named(
+    predictor_url, sample_model, sample_features, tmp_path
+):
+    """KServe's agent logs a body alone, without `Inference-Header-Content-Length`: the JSON part is
+    found by parsing it, and the tensors' bytes after it are read as that part says."""
+    from support.v2_cases import binary_body, feature_specs
+
+    from mlworkloads.serving import v2_rest
+
+    rows = pq.read_table(sample_features["test_raw"]).slice(30, 6)
+    body, headers = binary_body(feature_specs(sample_model, rows), outputs=("predicted_class", "probabilities"))
+    response = httpx.post(f"{predictor_url}/v2/models/flights/infer", content=body, headers=headers, timeout=30)
+    assert response.status_code == 200 and v2_rest.HEADER_LENGTH.lower() in response.headers
+    answered = v2_rest.decode_response(response.content, response.headers[v2_rest.HEADER_LENGTH])
+
+    def event(kind, data):
+        attributes = {"type": kind, "source": "s", "id": "b-1", "datacontenttype": "application/octet-stream"}
+        return CloudEvent(attributes, data)
+
+    lines = [to_structured(event(REQUEST, body))[1], to_structured(event(RESPONSE, response.content))[1]]
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    dataset = tmp_path / "logged.parquet"
+    summary = prediction_logs_step(str(tmp_path / "events.jsonl"), str(dataset), str(tmp_path / "r.md"))
+    assert summary["rows"] == 6 and summary["requests_without_response"] == 0
+    table = pq.read_table(dataset)
+    assert table["carrier"].to_pylist() == rows["carrier"].to_pylist()
+    assert table["distance"].to_pylist() == [float(v) for v in rows["distance"].to_pylist()]
+    assert table["predicted_class"].to_pylist() == answered["predicted_class"].tolist()
+    assert table["probability_1"].to_pylist() == answered["probabilities"][:, 1].tolist()
+
+    (tmp_path / "events.jsonl").write_bytes(to_structured(event(REQUEST, body[:-5]))[1] + b"\n")
+    with pytest.raises(DataError, match=r"events.jsonl line 1: the logged body is neither JSON .* nor a V2 body"):
+        prediction_logs_step(str(tmp_path / "events.jsonl"), str(tmp_path / "cut.parquet"), str(tmp_path / "c.md"))
+    assert not (tmp_path / "cut.parquet").exists()
