@@ -234,3 +234,66 @@ def test_a_predictor_deployed_with_a_grpc_port_answers_grpc_on_the_port_kserve_p
     np.testing.assert_allclose(
         np.array(answer["outputs"]["probabilities"]).reshape(-1, 2), load(sample_model).predict_columns(rows), atol=1e-6
     )
+
+
+@pytest.mark.e2e
+def test_a_predictor_with_a_logger_gets_kserves_agent_whose_events_become_the_logged_dataset(
+    sample_model, held_out_rows, deployer, tmp_path
+):
+    """KServe's agent (built from its module) is injected by its real pod mutator and logs every
+    prediction that reaches the Service to a CloudEvents sink; `prediction_logs` reads what it sent."""
+    import uuid
+
+    from support.cloudevents_sink import cloudevents_sink
+    from support.v2_cases import feature_specs, json_specs
+
+    from mlworkloads.data.steps import prediction_logs_step
+
+    columns = load(sample_model).preprocessor.feature_columns
+    v1_rows, v2_rows = held_out_rows.slice(100, 5), held_out_rows.slice(110, 3)
+    with cloudevents_sink(tmp_path / "sink") as sink:
+        done = deployer.deploy(sample_model, held_out_rows, logger_url=sink.url)
+        assert done.phase == "Succeeded", done.log
+        (pod,) = [
+            p
+            for p in deployer.cluster.objects("pods", deployer.namespace)
+            if p["metadata"]["name"].startswith("flights-")
+        ]
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["kserve-container", "agent"]
+        (service,) = [
+            s
+            for s in deployer.cluster.objects("services", deployer.namespace)
+            if s["metadata"]["name"].endswith("-predictor")
+        ]
+        assert service["spec"]["ports"][0]["targetPort"] == 9081  # KServe routes the Service through its agent
+        # The deploy step's own smoke test went through the agent: a request and its response.
+        assert sink.types.count("org.kubeflow.serving.inference.response") >= 1, sink.types
+        logged_before = len(sink.types)
+        endpoint = deployer.client()
+        v1_id, v2_id = str(uuid.uuid4()), str(uuid.uuid4())
+        v1 = {"instances": [{c: v1_rows[c][i].as_py() for c in columns} for i in range(v1_rows.num_rows)]}
+        v1_answer = endpoint.post("/v1/models/flights:predict", json=v1, headers={"Ce-Id": v1_id})
+        v2 = {"inputs": json_specs(feature_specs(sample_model, v2_rows))}
+        v2_answer = endpoint.post("/v2/models/flights/infer", json=v2, headers={"Ce-Id": v2_id})
+        assert v1_answer.status_code == v2_answer.status_code == 200, (v1_answer.text, v2_answer.text)
+        wait_until(
+            lambda: len(sink.types) >= logged_before + 4,
+            what="the agent's request and response events of both predictions",
+            timeout=60,
+            state=lambda: sink.types,
+        )
+    dataset, report = tmp_path / "logged.parquet", tmp_path / "report.md"
+    summary = prediction_logs_step(str(sink.path), str(dataset), str(report))
+    assert summary["requests_without_response"] == summary["responses_without_request"] == 0, summary
+    assert summary["other_events"] == 0 and summary["requests"] >= 3, summary  # the smoke test's, and ours
+    table = pq.read_table(dataset).to_pylist()
+    logged_v1 = [r for r in table if r["event_id"] == v1_id]
+    assert [r["month"] for r in logged_v1] == v1_rows["month"].to_pylist()
+    assert [r["probability_True"] for r in logged_v1] == [
+        p["probabilities"]["True"] for p in v1_answer.json()["predictions"]
+    ]
+    logged_v2 = [r for r in table if r["event_id"] == v2_id]
+    assert [r["carrier"] for r in logged_v2] == v2_rows["carrier"].to_pylist()
+    assert [r["predicted_class"] for r in logged_v2] == [
+        str(c) for c in next(o for o in v2_answer.json()["outputs"] if o["name"] == "predicted_class")["data"]
+    ]

@@ -168,6 +168,8 @@ def _operator(name: str, pin: dict, built: Built) -> None:
     src.parent.mkdir(parents=True, exist_ok=True)
     _copy_source(_download(pin["module"], pin["version"], src.parent), src)
     _go("build", "-trimpath", "-ldflags", "-s -w", "-o", str(built.binary(name)), pin["package"], cwd=src)
+    for sidecar, package in pin.get("sidecars", {}).items():
+        _go("build", "-trimpath", "-ldflags", "-s -w", "-o", str(built.binary(sidecar)), package, cwd=src)
 
 
 def _manifests(name: str, pin: dict, built: Built) -> None:
@@ -223,7 +225,12 @@ def _build(log, only: tuple[str, ...] | None) -> Built:
         if only is not None and name not in only:
             continue
         stamp, digest = built.bin / f"{name}{STAMP}", pin_digest(name, pins)
-        if stamp.exists() and stamp.read_text().split()[:1] == [digest] and built.binary(name).exists():
+        binaries = [name, *pins.get(name, {}).get("sidecars", {})]
+        if (
+            stamp.exists()
+            and stamp.read_text().split()[:1] == [digest]
+            and all(built.binary(b).exists() for b in binaries)
+        ):
             continue
         started = time.monotonic()
         log(f"building {name} ...")

@@ -47,6 +47,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,12 @@ class Image:
     controller-runtime Configuration file instead (Trainer, JobSet) names its mount path in
     ``config_file``: the pod's copy of that file has the listeners on its own address, and the
     program's ``--config`` names that copy.
+
+    Go programs also dial their pod's localhost past the shim, where nothing of the pod listens
+    (its containers are on the pod's address). A flag in ``loopback_flags`` (a port the program
+    dials on 127.0.0.1, as KServe's agent reaches its model server) is given the port of a relay
+    on 127.0.0.1 to that port of the pod's address; a probe in ``probe_env`` (JSON, as the agent
+    takes its model server's readiness probe) gets the pod's address as its host.
     """
 
     entrypoint: dict[str, str]  # the image's executable path -> the program here
@@ -92,6 +99,8 @@ class Image:
     command: tuple[str, ...] = ()  # the image's ENTRYPOINT, for a container that sets no command
     config_file: str = ""
     pythonpath: tuple[str, ...] = ()  # where the image's own Python packages are (its PYTHONPATH)
+    loopback_flags: tuple[str, ...] = ()
+    probe_env: tuple[str, ...] = ()
 
 
 def bound_to(config_text: str, pod_ip: str) -> str:
@@ -140,6 +149,16 @@ def images(bin_dir: Path) -> dict[str, Image]:
             {"/manager": str(bin_dir / "jobset")},
             ("--metrics-bind-address={pod_ip}:8443", "--health-probe-bind-address={pod_ip}:8081"),
             config_file="/controller_manager_config.yaml",
+        ),
+        # KServe's agent (request logger, batcher), built from KServe's module (cmd/agent): its
+        # pod mutator injects it with no command, and the Service sends port 80 to its 9081.
+        "kserve/agent": Image(
+            {},
+            ("--port={port_9081}",),
+            wildcard_ports=(9081,),
+            command=(str(bin_dir / "kserve_agent"),),
+            loopback_flags=("--component-port",),
+            probe_env=("SERVING_READINESS_PROBE",),
         ),
         # Trainer's torch-distributed runtime: its python and torchrun are this virtualenv's.
         "pytorch/pytorch": Image({}),
@@ -312,6 +331,18 @@ class PodWorld:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hosts = self.dir / "hosts"
         self.volumes: dict[str, Path] = {}
+        self.relays: dict[int, socketserver.ThreadingTCPServer] = {}
+
+    def loopback_port(self, port: int) -> int:
+        """A port on 127.0.0.1 whose connections reach ``port`` of this pod (``Image.loopback_flags``)."""
+        if port not in self.relays:
+            self.relays[port] = relay(("127.0.0.1", 0), lambda: (self.pod_ip, self.port_map.get(port, port)))
+        return self.relays[port].server_address[1]
+
+    def close(self) -> None:
+        for server in self.relays.values():
+            server.shutdown()
+            server.server_close()
 
     def prepare_volumes(self) -> None:
         for volume in self.pod.spec.volumes or []:
@@ -419,7 +450,16 @@ class PodWorld:
                 env[var.name] = field_value(self.pod, self.pod_ip, ref.field_ref.field_path)
             elif ref.resource_field_ref is not None:
                 env[var.name] = "1"
+        for name in image.probe_env if image else ():
+            if env.get(name):
+                env[name] = json.dumps(self._probe_on_pod_address(json.loads(env[name])))
         return env
+
+    def _probe_on_pod_address(self, probe: dict) -> dict:
+        for handler in ("tcpSocket", "httpGet"):
+            if probe.get(handler) is not None:
+                probe[handler]["host"] = self.pod_ip
+        return probe
 
     def argv(self, container: client.V1Container, env: dict[str, str]) -> list[str]:
         image = self.runner.images.get(image_name(container.image))
@@ -431,6 +471,7 @@ class PodWorld:
             )
         if image:
             command[0] = image.entrypoint.get(command[0], command[0])
+            args = self._to_loopback(args, image.loopback_flags)
             ports = {f"port_{port}": moved for port, moved in self.port_map.items()}
             args += [a.format(pod_ip=self.pod_ip, **ports) for a in image.bind_args]
             if image.config_file and self.config_copy(container).exists():
@@ -439,6 +480,17 @@ class PodWorld:
         # $(VAR) references in command and args are expanded from the container's env, as the kubelet does.
         expand = lambda s: _expand(s, env)  # noqa: E731
         return [expand(a) for a in command + args]
+
+    def _to_loopback(self, args: list[str], flags: tuple[str, ...]) -> list[str]:
+        """``args`` with each port given to one of ``flags`` replaced by its loopback relay's."""
+        args = list(args)
+        for i, arg in enumerate(args):
+            for flag in flags:
+                if arg == flag and i + 1 < len(args):
+                    args[i + 1] = str(self.loopback_port(int(args[i + 1])))
+                elif arg.startswith(flag + "="):
+                    args[i] = f"{flag}={self.loopback_port(int(arg.split('=', 1)[1]))}"
+        return args
 
     def config_copy(self, container: client.V1Container) -> Path:
         return self.dir / f"{container.name}.config.yaml"
@@ -601,6 +653,7 @@ class RunningPod:
             log.exception("pod %s failed to start", self.key)
             self.report("Failed", "StartError", str(error))
         finally:
+            self.world.close()
             self.runner.finished(self)
 
     def _prepare_volumes(self) -> None:
@@ -746,8 +799,10 @@ class RunningPod:
     def _probe(self, container: client.V1Container, probe) -> bool:
         def port(value) -> int:
             if isinstance(value, int) or str(value).isdigit():
-                return int(value)
-            return next(p.container_port for p in container.ports or [] if p.name == value)
+                number = int(value)
+            else:
+                number = next(p.container_port for p in container.ports or [] if p.name == value)
+            return self.world.port_map.get(number, number)
 
         try:
             if probe.http_get is not None:
@@ -756,7 +811,9 @@ class RunningPod:
                 context = ssl._create_unverified_context() if scheme == "https" else None
                 import urllib.request
 
-                with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT, context=context) as response:
+                headers = {h.name: h.value for h in probe.http_get.http_headers or []}
+                request = urllib.request.Request(url, headers=headers)
+                with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT, context=context) as response:
                     return 200 <= response.status < 400
             if probe.tcp_socket is not None:
                 with socket.create_connection((self.world.pod_ip, port(probe.tcp_socket.port)), timeout=PROBE_TIMEOUT):
@@ -816,27 +873,36 @@ class ServiceProxy:
             self.listeners.pop(address).shutdown()
 
     def _listen(self, address: tuple[str, int]) -> None:
-        proxy = self
+        def backend() -> tuple[str, int] | None:
+            backends = self.routes.get(address) or []
+            if not backends:
+                return None  # no ready endpoint: the connection is closed, as kube-proxy rejects it
+            self.turn += 1
+            return backends[self.turn % len(backends)]
 
-        class Forward(socketserver.BaseRequestHandler):
-            def handle(self):
-                backends = proxy.routes.get(address) or []
-                if not backends:
-                    return  # no ready endpoint: the connection is closed, as kube-proxy rejects it
-                proxy.turn += 1
-                backend = backends[proxy.turn % len(backends)]
-                with contextlib.suppress(OSError), socket.create_connection(backend, timeout=10) as upstream:
-                    upstream.settimeout(None)
-                    pump = threading.Thread(target=_pipe, args=(upstream, self.request), daemon=True)
-                    pump.start()
-                    _pipe(self.request, upstream)
-                    pump.join()
+        self.listeners[address] = relay(address, backend)
 
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        server = socketserver.ThreadingTCPServer(address, Forward)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.listeners[address] = server
+
+def relay(address: tuple[str, int], backend: Callable[[], tuple[str, int] | None]) -> socketserver.ThreadingTCPServer:
+    """A listener on ``address`` that pipes each connection to ``backend()`` (None: closes it)."""
+
+    class Forward(socketserver.BaseRequestHandler):
+        def handle(self):
+            target = backend()
+            if target is None:
+                return
+            with contextlib.suppress(OSError), socket.create_connection(target, timeout=10) as upstream:
+                upstream.settimeout(None)
+                pump = threading.Thread(target=_pipe, args=(upstream, self.request), daemon=True)
+                pump.start()
+                _pipe(self.request, upstream)
+                pump.join()
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    server = socketserver.ThreadingTCPServer(address, Forward)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
