@@ -65,6 +65,7 @@ def train_pytorchjob(
     keep_job: bool = False,
     tracking_uri: str = "",
     tracking_optional: bool = False,
+    tracking_child: str = "",
     run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     task_name: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
 ):
@@ -131,6 +132,8 @@ def train_pytorchjob(
             history into, one MLflow run per pipeline run; empty for the step's
             `MLFLOW_TRACKING_URI`, and no tracking when that is unset too.
         tracking_optional: Train without tracking when the server cannot be reached (else fail first).
+        tracking_child: Log into a child run of the pipeline run's MLflow run with this key instead
+            (a sweep passes each trial's task id: trials in parallel, each with its own parameters).
         run_id: The pipeline run id (filled in by KFP); names the job and keys the MLflow run.
         task_name: The task name (filled in by KFP); names the job.
 
@@ -163,7 +166,7 @@ def train_pytorchjob(
             "grad_clip": grad_clip,
             "early_stopping_patience": early_stopping_patience,
             "seed": seed,
-            **config_entries(tracking_uri, run_id, tracking_optional),
+            **config_entries(tracking_uri, run_id, tracking_optional, tracking_child),
         },
         job={
             "image": trainer_image,

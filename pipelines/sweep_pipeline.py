@@ -58,6 +58,7 @@ def sweep_pipeline(
     deploy_backend: str = "auto",
     canary_traffic_percent: int = 10,
     webhook_url: str = "",
+    tracking_uri: str = "",
 ):
     """Trains one short trial per configuration of either family (2 at a time), retrains the best, gates and deploys it.
 
@@ -96,6 +97,9 @@ def sweep_pipeline(
         deploy_backend: "auto", "kserve" or "local".
         canary_traffic_percent: Traffic share of an update before promotion.
         webhook_url: Optional URL notified with the run's final state.
+        tracking_uri: MLflow tracking server: each trial logs into a child run of the pipeline
+            run's MLflow run (its own parameters and curves), the final training and the gate into
+            that run; empty for the steps' `MLFLOW_TRACKING_URI`, no tracking when that is unset too.
     """
     exit_task = summarize_run(
         service_name=service_name, namespace=namespace, webhook_url=webhook_url, run_id=RUN_SCOPED["run_id"]
@@ -137,7 +141,10 @@ def sweep_pipeline(
             "min_replicas": 1,
             "max_replicas": 3,
             "image_pull_secrets": image_pull_secrets,
+            "tracking_uri": tracking_uri,
         }
+        # Each trial its own MLflow child run, keyed by its task id: the trials share a run id.
+        trial_tracking = {"tracking_uri": tracking_uri, "tracking_child": dsl.PIPELINE_TASK_ID_PLACEHOLDER}
         with dsl.ParallelFor(configurations, parallelism=PARALLELISM, name="trials") as configuration:
             trial = train_pytorchjob(
                 **features,
@@ -146,6 +153,7 @@ def sweep_pipeline(
                 hidden_sizes=configuration.hidden_sizes,
                 learning_rate=configuration.learning_rate,
                 dropout=configuration.dropout,
+                **trial_tracking,
             )
             trial.set_caching_options(False)
             place_training_replicas(trial, training_node_selector, training_tolerations)
@@ -156,6 +164,7 @@ def sweep_pipeline(
                 num_boost_round=trial_rounds,
                 learning_rate=tree_configuration.learning_rate,
                 max_leaves=tree_configuration.max_leaves,
+                **trial_tracking,
             )
             tree_trial.set_caching_options(False)
             place_training_replicas(tree_trial, training_node_selector, training_tolerations)
@@ -174,6 +183,7 @@ def sweep_pipeline(
                 hidden_sizes=best.outputs["hidden_sizes"],
                 learning_rate=best.outputs["learning_rate"],
                 dropout=best.outputs["dropout"],
+                tracking_uri=tracking_uri,
             )
             add_gate_and_deploy_after_training(final, training_node_selector, training_tolerations, **gate_and_deploy)
         with dsl.Else(name="trees-won"):
@@ -183,6 +193,7 @@ def sweep_pipeline(
                 num_boost_round=num_boost_round,
                 learning_rate=best.outputs["learning_rate"],
                 max_leaves=best.outputs["max_leaves"],
+                tracking_uri=tracking_uri,
             )
             add_gate_and_deploy_after_training(
                 final_trees, training_node_selector, training_tolerations, **gate_and_deploy

@@ -21,13 +21,18 @@ class TrackedConfig:
     tracking_experiment: str = "mlworkloads"
     tracking_run_key: str = ""
     tracking_optional: bool = False
+    tracking_child: str = ""
 
     @property
     def tracking(self):
         from mlworkloads.training.tracking import TrackingSettings
 
         return TrackingSettings(
-            self.tracking_uri, self.tracking_experiment, self.tracking_run_key, self.tracking_optional
+            self.tracking_uri,
+            self.tracking_experiment,
+            self.tracking_run_key,
+            self.tracking_optional,
+            self.tracking_child,
         )
 
 
@@ -59,6 +64,8 @@ class TrainConfig(TrackedConfig):
         tracking_experiment: The MLflow experiment.
         tracking_run_key: The pipeline run's id: the steps of one pipeline run share one MLflow run.
         tracking_optional: Train without tracking when the server cannot be reached (else fail).
+        tracking_child: Log into the child run of this key under the pipeline run's MLflow run
+            (a sweep's trial); empty for the pipeline run's own.
     """
 
     train_uri: str

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: The tag that ties an MLflow run to its pipeline run.
 RUN_KEY_TAG = "kfp.run_id"
+#: MLflow's own tag for a nested run's parent, and ours for the child's key under it.
+PARENT_TAG, CHILD_TAG = "mlflow.parentRunId", "mlworkloads.child"
 DEFAULT_EXPERIMENT = "mlworkloads"
 #: How long the reachability check waits for the server's /health.
 PROBE_TIMEOUT_SECONDS = 10.0
@@ -43,25 +45,30 @@ class TrackingSettings:
         experiment: The MLflow experiment the run belongs to (created when missing).
         run_key: The pipeline run's id: every step with the same key logs into one MLflow run.
         optional: Go on without tracking when the server cannot be reached.
+        child: Log into a child run of the pipeline run's MLflow run, the one with this key
+            (found or created): a sweep's trials run in parallel under one pipeline run, each
+            with its own parameters, which one MLflow run cannot hold.
     """
 
     tracking_uri: str = ""
     experiment: str = DEFAULT_EXPERIMENT
     run_key: str = ""
     optional: bool = False
+    child: str = ""
 
     @property
     def uri(self) -> str:
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
 
 
-def config_entries(tracking_uri: str, run_key: str, optional: bool) -> dict[str, Any]:
+def config_entries(tracking_uri: str, run_key: str, optional: bool, child: str = "") -> dict[str, Any]:
     """A training component's tracking settings for its trainer config, the URI resolved in the
     step (from `MLFLOW_TRACKING_URI` when not given): training replicas do not see its environment."""
     return {
         "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""),
         "tracking_run_key": run_key,
         "tracking_optional": optional,
+        "tracking_child": child,
     }
 
 
@@ -154,16 +161,50 @@ def _find_or_create_run(uri: str, settings: TrackingSettings, stage: str) -> str
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(settings.experiment)
     experiment_id = experiment.experiment_id if experiment else _create_experiment(client, settings.experiment)
-    if settings.run_key:
-        found = client.search_runs(
-            [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{_quoted(settings.run_key)}'", max_results=1
-        )
-        if found:
-            return found[0].info.run_id
+    run_id = _find_run(client, experiment_id, settings.run_key) or _create_run(client, experiment_id, settings, stage)
+    if settings.child:
+        return _find_or_create_child(client, experiment_id, run_id, settings.child, stage)
+    return run_id
+
+
+def _find_run(client: Any, experiment_id: str, run_key: str) -> str | None:
+    """The oldest MLflow run with this key (see `_create_run`)."""
+    if not run_key:
+        return None
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{_quoted(run_key)}'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+    return found[0].info.run_id if found else None
+
+
+def _create_run(client: Any, experiment_id: str, settings: TrackingSettings, stage: str) -> str:
+    """A new run with the key; steps that start at once (a sweep's trials) may each create one,
+    so each then takes the oldest and deletes its own if it is not that one."""
     tags = {RUN_KEY_TAG: settings.run_key} if settings.run_key else {}
     tags["mlworkloads.first_stage"] = stage
-    run = client.create_run(experiment_id, tags=tags, run_name=settings.run_key or None)
-    return run.info.run_id
+    created = client.create_run(experiment_id, tags=tags, run_name=settings.run_key or None).info.run_id
+    first = _find_run(client, experiment_id, settings.run_key)
+    if first is not None and first != created:
+        client.delete_run(created)
+        return first
+    return created
+
+
+def _find_or_create_child(client: Any, experiment_id: str, parent: str, child: str, stage: str) -> str:
+    """The child run `child` of run `parent`: MLflow nests a run under the one its
+    `mlflow.parentRunId` tag names. It carries no run key tag, so the parent stays the one found."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and tags.`{CHILD_TAG}` = '{_quoted(child)}'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    tags = {PARENT_TAG: parent, CHILD_TAG: child, "mlworkloads.first_stage": stage}
+    return client.create_run(experiment_id, tags=tags, run_name=child).info.run_id
 
 
 def _create_experiment(client: Any, name: str) -> str:

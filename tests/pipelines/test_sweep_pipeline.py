@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import time
 
 import pytest
 
@@ -12,7 +13,8 @@ from mlworkloads.training.sweep import select_best
 
 
 @pytest.mark.e2e
-def test_the_sweep_trains_every_configuration_retrains_the_best_and_deploys_it(tmp_path):
+def test_the_sweep_trains_every_configuration_retrains_the_best_and_deploys_it(tmp_path, mlflow_uri):
+    started = int(time.time() * 1000)
     configurations = [
         {"hidden_sizes": [8], "learning_rate": 0.0005, "dropout": 0.0},
         {"hidden_sizes": [64, 32], "learning_rate": 0.003, "dropout": 0.0},
@@ -33,11 +35,26 @@ def test_the_sweep_trains_every_configuration_retrains_the_best_and_deploys_it(t
             "tree_backend": "local",
             "deploy_backend": "local",
             "thresholds": {"roc_auc": ">=0.5"},
+            "tracking_uri": mlflow_uri,
         },
         str(tmp_path),
     )
     trials = [p for p in pathlib.Path(root).rglob("executor_output.json") if p.parent.name == "train-pytorchjob"]
     assert len(trials) == 2
+    # In MLflow: each trial in a child run of its own (its parameters and curves), the final
+    # training and the gate in the pipeline run's run itself.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name("mlworkloads").experiment_id
+    children = client.search_runs(
+        [experiment], filter_string=f"tags.`mlworkloads.child` != '' and attributes.start_time >= {started}"
+    )
+    assert sorted(c.data.params["learning_rate"] for c in children) == ["0.0005", "0.003", "0.01"]
+    assert all("best_validation_log_loss" in c.data.metrics for c in children)
+    (parent_id,) = {c.data.tags["mlflow.parentRunId"] for c in children}
+    parent = client.get_run(parent_id)
+    assert parent.data.params["hidden_sizes"] == "[64, 32]" and "test_roc_auc" in parent.data.metrics
     final = json.loads(pathlib.Path(find_output(root, "train-pytorchjob-2", "model"), "model.json").read_text())
     assert final["architecture"]["hidden_sizes"] == [64, 32]  # the stronger configuration won
     assert not [p for p in pathlib.Path(root).rglob("executor_output.json") if p.parent.name == "train-xgboost-2"]

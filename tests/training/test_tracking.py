@@ -156,3 +156,44 @@ def test_the_trees_log_every_rounds_metric_and_their_history_into_the_mlflow_run
     assert [(m.step, m.value) for m in curve] == [(h["round"], pytest.approx(h["validation_auc"])) for h in history]
     assert len(curve) == 40
     assert "best_validation_roc_auc" in tracked.data.metrics
+
+
+@pytest.mark.e2e
+def test_a_sweeps_trials_log_into_child_runs_of_the_pipeline_runs_mlflow_run(mlflow_uri):
+    """Trials run in parallel under one pipeline run, each with its own parameters (which one MLflow
+    run refuses to change): each logs into its own child run, found again by its key."""
+    from mlflow import MlflowClient
+
+    key = f"run-{os.urandom(4).hex()}"
+    trials = {
+        child: tracking.start(TrackingSettings(mlflow_uri, run_key=key, child=child), "train")
+        for child in ("task-a", "task-b")
+    }
+    trials["task-a"].log_params({"learning_rate": 0.01})
+    trials["task-b"].log_params({"learning_rate": 0.1})
+    parent = tracking.start(TrackingSettings(mlflow_uri, run_key=key), "evaluate")
+    again = tracking.start(TrackingSettings(mlflow_uri, run_key=key, child="task-a"), "train")
+    assert again.run_id == trials["task-a"].run_id and parent.run_id not in {t.run_id for t in trials.values()}
+    (found,) = _runs(mlflow_uri, key)  # the children do not carry the key: the parent is the one run found
+    assert found.info.run_id == parent.run_id
+    client = MlflowClient(mlflow_uri)
+    for child, trial in trials.items():
+        run = client.get_run(trial.run_id)
+        assert run.data.tags["mlflow.parentRunId"] == parent.run_id and run.info.run_name == child
+    assert client.get_run(trials["task-b"].run_id).data.params == {"learning_rate": "0.1"}
+
+
+@pytest.mark.e2e
+def test_two_steps_that_create_the_run_at_once_end_in_the_oldest_one(mlflow_uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_uri)
+    experiment_id = tracking._create_experiment(client, "mlworkloads")  # or the one that exists
+    key = f"run-{os.urandom(4).hex()}"
+    settings = TrackingSettings(mlflow_uri, run_key=key)
+    # What two trials see when both found no run yet: each creates one, and both end in the first.
+    first = tracking._create_run(client, experiment_id, settings, "train")
+    second = tracking._create_run(client, experiment_id, settings, "train")
+    assert second == first
+    (run,) = _runs(mlflow_uri, key)
+    assert run.info.run_id == first
