@@ -111,6 +111,7 @@ def add_evaluate_and_deploy(
     registered_model="",
     champion_model="",
     ingest=None,
+    prediction_logger_url="",
 ):
     """Adds evaluate -> dsl.If(passed) -> deploy after `train`; returns (evaluate, deploy).
 
@@ -141,6 +142,7 @@ def add_evaluate_and_deploy(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             image_pull_secrets=image_pull_secrets,
+            logger_url=prediction_logger_url,
             run_id=RUN_SCOPED["run_id"],
         )
         # No task-level retry: a canary that answered wrongly once answers wrongly again, and a

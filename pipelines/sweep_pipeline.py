@@ -59,6 +59,7 @@ def sweep_pipeline(
     canary_traffic_percent: int = 10,
     webhook_url: str = "",
     tracking_uri: str = "",
+    prediction_logger_url: str = "",
 ):
     """Trains one short trial per configuration of either family (2 at a time), retrains the best, gates and deploys it.
 
@@ -100,6 +101,9 @@ def sweep_pipeline(
         tracking_uri: MLflow tracking server: each trial logs into a child run of the pipeline
             run's MLflow run (its own parameters and curves), the final training and the gate into
             that run; empty for the steps' `MLFLOW_TRACKING_URI`, no tracking when that is unset too.
+        prediction_logger_url: Where KServe's logger agent sends every prediction's request and
+            response (a CloudEvents sink, e.g. a Knative broker's URL); `prediction_logs` turns
+            what it logged into a Dataset. Empty for no logging.
     """
     exit_task = summarize_run(
         service_name=service_name, namespace=namespace, webhook_url=webhook_url, run_id=RUN_SCOPED["run_id"]
@@ -142,6 +146,7 @@ def sweep_pipeline(
             "max_replicas": 3,
             "image_pull_secrets": image_pull_secrets,
             "tracking_uri": tracking_uri,
+            "prediction_logger_url": prediction_logger_url,
         }
         # Each trial its own MLflow child run, keyed by its task id: the trials share a run id.
         trial_tracking = {"tracking_uri": tracking_uri, "tracking_child": dsl.PIPELINE_TASK_ID_PLACEHOLDER}

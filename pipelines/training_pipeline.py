@@ -58,6 +58,7 @@ def training_pipeline(
     tracking_uri: str = "",
     registered_model: str = "",
     champion_model: str = "",
+    prediction_logger_url: str = "",
 ):
     """Reads a table, trains the tabular network with DDP or gradient-boosted trees, gates and deploys to KServe.
 
@@ -122,6 +123,9 @@ def training_pipeline(
             deployed; empty for no registry.
         champion_model: The gate's champion from MLflow's registry instead of a live service,
             e.g. "flights-late@champion".
+        prediction_logger_url: Where KServe's logger agent sends every prediction's request and
+            response (a CloudEvents sink, e.g. a Knative broker's URL); `prediction_logs` turns
+            what it logged into a Dataset. Empty for no logging.
     """
     exit_task = summarize_run(
         service_name=service_name, namespace=namespace, webhook_url=webhook_url, run_id=RUN_SCOPED["run_id"]
@@ -164,6 +168,7 @@ def training_pipeline(
             "tracking_uri": tracking_uri,
             "registered_model": registered_model,
             "champion_model": champion_model,
+            "prediction_logger_url": prediction_logger_url,
             "ingest": data.ingest,
         }
         label_pods(data.ingest, data.split, data.preprocess)
