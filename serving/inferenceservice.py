@@ -17,6 +17,7 @@ from kserve import (
     V1beta1PredictorSpec,
     constants,
 )
+from kserve.models.v1beta1_logger_storage_spec import V1beta1LoggerStorageSpec
 from kubernetes import client as k8s
 
 from mlworkloads.kube import is_name_list, merge_resources, snake_case_keys
@@ -26,6 +27,10 @@ from mlworkloads.serving.storage_secret import STORAGE_SECRET_ANNOTATION
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODES = ("Knative", "Standard")
 LOGGER_MODES = ("all", "request", "response")
+#: KServe's default storage key of a logger's store (`constants.LoggerDefaultStorageKey`).
+LOGGER_STORAGE_KEY = "credentials"
+#: Logger URLs KServe's agent sends CloudEvents to, and those it writes into itself (pkg/logger/store.go).
+LOGGER_SINK_SCHEMES, LOGGER_STORE_SCHEMES = ("http", "https"), ("s3", "gs", "abfs")
 #: The metrics KServe's webhook accepts per mode (`validateAutoScalingCompExtension`, v0.20.0):
 #: Knative's autoscaler (KPA) scales on requests, Standard mode's HPA on resources.
 SCALE_METRICS = {"Knative": ("concurrency", "rps"), "Standard": ("cpu", "memory")}
@@ -77,7 +82,11 @@ class ServiceSettings:
             empty for KServe's default (concurrency, or cpu).
         scale_target: Target value of the scale metric; 0 for KServe's default.
         canary_traffic_percent: Share of traffic an update gets before it is promoted.
-        logger_url: Request logger sink (CloudEvents); empty for no logger.
+        logger_url: Where KServe's logger agent sends every request and response: a CloudEvents
+            sink (`http(s)://`), or object storage (`s3://bucket/prefix`, `gs://`, `abfs://`),
+            which the agent writes itself as JSON records under
+            `<prefix>/<namespace>/<service>/predictor/<predictor>/` with the storage credentials
+            the predictor has; empty for no logger.
         logger_mode: "all", "request" or "response".
         timeout_seconds: Per-request timeout; 0 for KServe's default.
         grpc_port: Exposes the predictor's V2 gRPC API on this port (Standard mode: KServe adds it
@@ -150,6 +159,12 @@ class ServiceSettings:
             )
         if self.logger_mode not in LOGGER_MODES:
             raise ServiceConfigError(f"logger_mode={self.logger_mode!r}: expected one of {list(LOGGER_MODES)}.")
+        scheme = self.logger_url.partition("://")[0] if "://" in self.logger_url else ""
+        if self.logger_url and scheme not in LOGGER_SINK_SCHEMES + LOGGER_STORE_SCHEMES:
+            raise ServiceConfigError(
+                f"logger_url={self.logger_url!r}: expected a CloudEvents sink ({', '.join(LOGGER_SINK_SCHEMES)}://) "
+                f"or object storage ({', '.join(LOGGER_STORE_SCHEMES)}://)."
+            )
         allowed = SCALE_METRICS.get(self.deployment_mode, ())
         if self.scale_metric and self.scale_metric not in allowed:
             raise ServiceConfigError(
@@ -281,11 +296,29 @@ def predictor_spec(settings: ServiceSettings) -> V1beta1PredictorSpec:
         scale_metric=settings.scale_metric or None,
         scale_target=settings.scale_target or None,
         timeout=settings.timeout_seconds or None,
-        logger=V1beta1LoggerSpec(url=settings.logger_url, mode=settings.logger_mode) if settings.logger_url else None,
+        logger=logger_spec(settings),
         annotations=metrics_annotations(settings) if settings.built_in else None,
         node_selector=settings.node_selector or None,
         tolerations=[k8s.V1Toleration(**snake_case_keys(t)) for t in settings.tolerations] or None,
     )
+
+
+def logger_spec(settings: ServiceSettings) -> V1beta1LoggerSpec | None:
+    """KServe's logger: to a sink, or into object storage as JSON records (what `prediction_logs`
+    reads), one folder per predictor so that each model version's predictions stay apart."""
+    if not settings.logger_url:
+        return None
+    if settings.logger_url.partition("://")[0] in LOGGER_SINK_SCHEMES:
+        return V1beta1LoggerSpec(url=settings.logger_url, mode=settings.logger_mode)
+    # KServe's webhook requires path, parameters and key; the agent uses the path and the format,
+    # and its credentials come from the predictor's (the storage secret, or its service account).
+    storage = V1beta1LoggerStorageSpec(
+        path=predictor_name(settings.model_uri),
+        parameters={"format": "json"},
+        key=LOGGER_STORAGE_KEY,
+        service_account_name=settings.service_account or None,
+    )
+    return V1beta1LoggerSpec(url=settings.logger_url, mode=settings.logger_mode, storage=storage)
 
 
 def build(settings: ServiceSettings, namespace: str) -> V1beta1InferenceService:

@@ -25,6 +25,9 @@ def storage_secret(store: ArtifactStore, name: str = SECRET_NAME) -> dict[str, A
     annotations = {"serving.kserve.io/s3-usehttps": "0" if store.endpoint_url.startswith("http://") else "1"}
     if store.endpoint_url:
         annotations["serving.kserve.io/s3-endpoint"] = store.endpoint_url  # with its scheme: KServe reads both
+        # An endpoint of its own (MinIO) is addressed path-style: KServe's Python storage
+        # initializer does so unless told, its Go agent (a logger writing to the store) only if told.
+        annotations["serving.kserve.io/s3-usevirtualbucket"] = "false"
     if store.region:
         annotations["serving.kserve.io/s3-region"] = store.region
     data = {"AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": store.secret_key}

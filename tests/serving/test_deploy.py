@@ -12,6 +12,7 @@ and KServe's webhooks alone (tests/cluster/test_kserve_admission.py); its traffi
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import httpx
@@ -297,3 +298,64 @@ def test_a_predictor_with_a_logger_gets_kserves_agent_whose_events_become_the_lo
     assert [r["predicted_class"] for r in logged_v2] == [
         str(c) for c in next(o for o in v2_answer.json()["outputs"] if o["name"] == "predicted_class")["data"]
     ]
+
+
+@pytest.mark.e2e
+def test_a_logger_into_kfps_artifact_store_has_kserves_agent_write_the_records_prediction_logs_reads(
+    sample_model, held_out_rows, deployer, secured_s3, monkeypatch, tmp_path
+):
+    """`logger_url=s3://...`: KServe's agent writes each request and response into object storage
+    itself (its JSON marshaller, its S3 client), with the credentials KServe's credential builder
+    gives it from the storage Secret; `prediction_logs` reads them from the store."""
+    import uuid
+
+    from support import kfp_store
+
+    from mlworkloads import artifact_store
+    from mlworkloads.data.steps import prediction_logs_step
+
+    kfp_store.install_launcher_config(secured_s3, namespace=deployer.namespace)
+    key = kfp_store.upload(secured_s3, sample_model, "v2/artifacts/training-pipeline/run-8/train-pytorchjob/model")
+    model_uri = f"s3://mlpipeline/{key}"
+    done = deployer.deploy(
+        sample_model, held_out_rows, model_uri=model_uri, logger_url="s3://mlpipeline/prediction-logs"
+    )
+    assert done.phase == "Succeeded", done.log
+    logger = done.manifest["spec"]["predictor"]["logger"]
+    assert logger["storage"] == {
+        "path": predictor_name(model_uri),
+        "parameters": {"format": "json"},
+        "key": "credentials",
+    }
+    columns = load(sample_model).preprocessor.feature_columns
+    rows, request_id = held_out_rows.slice(120, 4), str(uuid.uuid4())
+    body = {"instances": [{c: rows[c][i].as_py() for c in columns} for i in range(rows.num_rows)]}
+    answer = deployer.client().post("/v1/models/flights:predict", json=body, headers={"Ce-Id": request_id})
+    assert answer.status_code == 200, answer.text
+    s3 = kfp_store.s3_client(secured_s3)
+    prefix = f"prediction-logs/{deployer.namespace}/flights/predictor/{predictor_name(model_uri)}/"
+
+    def stored():
+        listed = s3.list_objects_v2(Bucket="mlpipeline", Prefix=prefix).get("Contents", [])
+        return {o["Key"].removeprefix(prefix) for o in listed}
+
+    wait_until(
+        lambda: {f"{request_id}-request.json", f"{request_id}-response.json"} <= stored(),
+        what="the agent's records of the prediction in the store",
+        timeout=60,
+        state=stored,
+    )
+    # Read as a pipeline step reads KFP's store: its location and keys from the environment.
+    store = json.dumps({"scheme": "s3", "bucket": "mlpipeline", "endpoint_url": secured_s3["endpoint"]})
+    monkeypatch.setenv(artifact_store.STORE_ENV, store)
+    monkeypatch.setenv(artifact_store.ACCESS_KEY_ENV, secured_s3["kfp"][0])
+    monkeypatch.setenv(artifact_store.SECRET_KEY_ENV, secured_s3["kfp"][1])
+    artifact_store.current.cache_clear()
+    try:
+        summary = prediction_logs_step(f"s3://mlpipeline/{prefix}", str(tmp_path / "d.parquet"), str(tmp_path / "r.md"))
+    finally:
+        artifact_store.current.cache_clear()
+    assert summary["requests_without_response"] == 0, summary
+    logged = [r for r in pq.read_table(tmp_path / "d.parquet").to_pylist() if r["event_id"] == request_id]
+    assert [r["dest"] for r in logged] == rows["dest"].to_pylist()
+    assert [r["probability_True"] for r in logged] == [p["probabilities"]["True"] for p in answer.json()["predictions"]]

@@ -102,3 +102,20 @@ def test_knative_mode_asks_kserve_to_merge_and_publish_the_predictors_metrics():
         "serving.kserve.io/enable-metric-aggregation": "true",
         "serving.kserve.io/enable-prometheus-scraping": "true",
     }
+
+
+def test_a_logger_goes_to_a_sink_or_into_object_storage_one_folder_per_model_version():
+    to_sink = as_dict(build(_settings("s3://models/v1", logger_url="http://broker.team/"), "team-a"))
+    assert to_sink["spec"]["predictor"]["logger"] == {"url": "http://broker.team/", "mode": "all"}
+    stored = as_dict(build(_settings("s3://models/v1", logger_url="s3://logs/flights", logger_mode="request"), "t"))
+    assert stored["spec"]["predictor"]["logger"] == {
+        "url": "s3://logs/flights",
+        "mode": "request",
+        # KServe's webhook requires path, parameters and key; the agent files records under the path.
+        "storage": {"path": predictor_name("s3://models/v1"), "parameters": {"format": "json"}, "key": "credentials"},
+    }
+
+
+def test_a_logger_url_of_another_scheme_is_refused_naming_the_field():
+    with pytest.raises(ServiceConfigError, match=r"logger_url='ftp://logs': expected a CloudEvents sink"):
+        _settings("s3://models/v1", logger_url="ftp://logs")

@@ -130,7 +130,7 @@ class TestCluster:
         for stage in stages:
             self.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(stage), timeout=180)
             if stage is stages[0]:
-                self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", timeout=90)
+                self.wait_established()
         self.kserve_certificates = certificates.issue_and_inject(self)
         self.wait_available("kserve", "kserve-controller-manager")
         custom = [d for d in documents if d["kind"] in own_kinds]
@@ -141,6 +141,24 @@ class TestCluster:
         # (scikit-learn's); the others are admitted and would fail to pull.
         runtimes = self.kubectl("kustomize", str(self.built.source("kserve") / "config/runtimes"))
         self.kubectl("apply", "--server-side", "-f", "-", input=runtimes.stdout)
+
+    def wait_established(self, timeout: float = 90) -> None:
+        """Every CRD Established. Polled, not `kubectl wait --all`: that fails outright ("accessor
+        error: <nil>") on a CRD it lists before the API server has given it any condition."""
+
+        def pending() -> list[str]:
+            listed = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
+            return [
+                crd["metadata"]["name"]
+                for crd in listed
+                if not any(
+                    c["type"] == "Established" and c["status"] == "True"
+                    for c in (crd.get("status") or {}).get("conditions") or []
+                )
+            ]
+
+        wait_until(lambda: not pending(), what="every CRD to be Established", timeout=timeout, interval=0.5,
+                   state=pending)  # fmt: skip
 
     def install_jobset(self) -> None:
         """JobSet from its module's own ``config/default`` (what its release's manifests.yaml is

@@ -151,11 +151,16 @@ def images(bin_dir: Path) -> dict[str, Image]:
             config_file="/controller_manager_config.yaml",
         ),
         # KServe's agent (request logger, batcher), built from KServe's module (cmd/agent): its
-        # pod mutator injects it with no command, and the Service sends port 80 to its 9081.
+        # pod mutator injects it with no command, and the Service sends port 80 to its 9081. A
+        # logger into object storage also starts its marshaller on 9083, which it calls itself.
         "kserve/agent": Image(
             {},
-            ("--port={port_9081}",),
-            wildcard_ports=(9081,),
+            (
+                "--port={port_9081}",
+                "--log-marshaller-port={port_9083}",
+                "--log-marshaller-url=http://127.0.0.1:{port_9083}/marshal",
+            ),
+            wildcard_ports=(9081, 9083),
             command=(str(bin_dir / "kserve_agent"),),
             loopback_flags=("--component-port",),
             probe_env=("SERVING_READINESS_PROBE",),
