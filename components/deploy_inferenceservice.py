@@ -70,7 +70,9 @@ def deploy_inferenceservice(
             empty for KServe's default (concurrency, or cpu).
         scale_target: Target of the scale metric; 0 for KServe's default.
         canary_traffic_percent: Traffic share of an update before promotion.
-        logger_url: Request logger sink URL; empty for none.
+        logger_url: Where KServe's logger sends every request and response: a CloudEvents sink
+            (http(s)://) or object storage (s3://bucket/prefix, gs://, abfs://), which its agent
+            writes JSON records into itself; `prediction_logs` reads either. Empty for none.
         logger_mode: "all", "request" or "response".
         timeout_seconds: Per-request timeout; 0 for KServe's default.
         grpc_port: Also expose the predictor's V2 gRPC API on this port (Standard mode only:
