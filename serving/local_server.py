@@ -135,6 +135,10 @@ def deploy_local(
         "smoke_test": {"rows": result.rows, "max_difference": result.max_difference, "protocol": result.protocol},
         "note": "the local predictor is stopped after the check",
     }
+    if settings.logger_url:
+        # KServe's agent logs predictions; nothing here does. Said, not dropped silently.
+        status["note"] += f"; logger_url {settings.logger_url} is in the manifest, but the local predictor logs nothing"
+        echo(f"note: logger_url={settings.logger_url} takes effect on KServe only: the local predictor logs nothing")
     return {"manifest": manifest, "status": status, "url": url}
 
 
