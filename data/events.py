@@ -154,7 +154,7 @@ def events_table(events: list[LoggedEvent]) -> tuple[pa.Table, dict[str, int]]:
         "requests_without_response": len(set(requests) - set(responses)),
         "responses_without_request": len(set(responses) - set(requests)),
         "calls_without_body": len(calls),
-        "other_events": len(events) - len(requests) - len(responses) - sum(e.id in calls for e in events),
+        "other_events": sum(e.type not in (REQUEST, RESPONSE) for e in events),
         "rows": len(rows),
     }
     names = list(dict.fromkeys(name for row in rows for name in row))
