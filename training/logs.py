@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-# The trainer reports bad input as "error: ..."; Python reports crashes as "SomeError: ...".
-_ERROR_LINE = re.compile(r"^(error: |\w+(Error|Exception): )")
+# The trainer reports bad input as "error: ..."; Python reports crashes as "SomeError: ...", or
+# with its module for a type outside the builtins ("xgboost.core.XGBoostError: ...").
+_ERROR_LINE = re.compile(r"^(error: |[\w.]*(Error|Exception): )")
 
 
 def digest(lines: list[str], tail: int = 30) -> str:
