@@ -7,12 +7,16 @@ import logging
 import sys
 
 from kserve import ModelServer, model_server
+from kserve import logging as kserve_logging
 
 from mlworkloads.serving import v2_grpc, v2_rest
 from mlworkloads.serving.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from mlworkloads.serving.metrics import RequestCounter
 from mlworkloads.serving.predictor import DEFAULT_MAX_BATCH, DEFAULT_MODEL_DIR, TabularModel, limit_compute_threads
 from mlworkloads.training.errors import ModelDirError
+
+# `python -m` runs this module as __main__: named for the package, so that it logs as the package does.
+log = logging.getLogger("mlworkloads.serving")
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument("--model_dir", default=DEFAULT_MODEL_DIR, help="Model directory (KServe mounts storageUri here).")
@@ -52,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_batch_size < 1:
         parser.error(f"--max_batch_size={args.max_batch_size}: expected at least 1.")
     limit_compute_threads(args.threads)
+    if args.configure_logging:
+        _configure_logging(args.log_config_file)
     model = TabularModel(args.model_name, args.model_dir, args.max_batch_size)
     try:
         model.load()
     except (ModelDirError, FileNotFoundError, ValueError) as err:
-        logging.getLogger(__name__).error("cannot serve %s: %s", args.model_dir, err)
+        log.error("cannot serve %s: %s", args.model_dir, err)
         print(f"error: {err}", file=sys.stderr)
         return 2
     # KServe serves a module-level FastAPI app; the cap is added to it before it starts.
@@ -69,6 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     v2_grpc.install()
     server.start([model])
     return 0
+
+
+def _configure_logging(log_config_file: str | None) -> None:
+    """KServe's logging (its format, level and stream, or --log_config_file), with the package's
+    lines sent where KServe's go.
+
+    KServe configures only its own and uvicorn's loggers, and not at all once any handler is
+    set (`mlworkloads serve` sets the root's, at WARNING): the server then logged nothing at
+    INFO, not even where it listens, and the predictor's own INFO lines (the model it loaded)
+    never went anywhere. A log config that sets up `mlworkloads` itself is left as it is.
+    """
+    kserve_logging.configure_logging(log_config_file or kserve_logging.KSERVE_LOG_CONFIG)
+    ours, kserve_logger = logging.getLogger("mlworkloads"), logging.getLogger("kserve")
+    if ours.handlers or not kserve_logger.handlers:
+        return
+    ours.handlers = list(kserve_logger.handlers)
+    ours.setLevel(kserve_logger.level)
+    ours.propagate = False
 
 
 if __name__ == "__main__":

@@ -184,5 +184,8 @@ def test_serve_answers_v1_and_grpc_on_the_given_ports_until_interrupted(sample_m
             assert GRPCInferenceServiceStub(channel).ModelReady(pb.ModelReadyRequest(name="flights"), timeout=10).ready
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)  # raises if Ctrl-C does not stop the server
+        # The predictor's own lines reach the log, in KServe's format (they went nowhere before).
+        loaded = [line for line in log.read_text().splitlines() if "mlworkloads.serving.predictor INFO" in line]
+        assert loaded and "model 'flights' loaded from" in loaded[0], log.read_text()[-2000:]
     finally:
         stop_process_tree(process)
