@@ -77,18 +77,39 @@ def _bodies(rows, preprocessor) -> dict[str, tuple[bytes, dict[str, str]]]:
 
 @contextlib.contextmanager
 def _trivial_server():
+    """Yields the trivial model's HTTP base URL and gRPC address."""
     from mlworkloads.serving.local_server import free_port, stop_process_tree, wait_ready
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
         process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "trivial_model.py"),
-                                    "--http_port", str(port), "--grpc_port", str(free_port()), "--model_name", "echo"],
+                                    "--http_port", str(port), "--grpc_port", str(grpc_port), "--model_name", "echo"],
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
             wait_ready(f"http://127.0.0.1:{port}", "echo", process, 60, log.name)
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
         finally:
             stop_process_tree(process)
+
+
+def _request_path(model_dir: str, body: bytes, headers: dict[str, str]):
+    """Our whole V2 request path in process, without HTTP: the binary body decoded, predicted
+    (as the server does, on an event loop) and the response encoded."""
+    import asyncio
+
+    from mlworkloads.serving import v2_rest
+    from mlworkloads.serving.predictor import TabularModel
+
+    predictor = TabularModel("flights", model_dir)
+    predictor.load()
+    loop = asyncio.new_event_loop()
+    header_length = headers[v2_rest.HEADER_LENGTH]
+
+    def once() -> None:
+        request = v2_rest.decode_request(body, header_length, "flights")
+        v2_rest.encode_response(loop.run_until_complete(predictor.predict(request)))
+
+    return once
 
 
 def main() -> int:
@@ -122,7 +143,14 @@ def main() -> int:
         model = load(model_dir)
         test = pq.read_table(splits["test"])
         one, batch = _bodies(test.slice(0, 1), model.preprocessor), _bodies(test.slice(0, 256), model.preprocessor)
-        with _trivial_server() as trivial, local_predictor(model_dir, "flights", grpc_port=grpc_port) as ours:
+        from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+        echo_grpc = pb.ModelInferRequest.FromString(batch["grpc"][0])
+        echo_grpc.model_name = "echo"
+        with (
+            _trivial_server() as (trivial, trivial_grpc),
+            local_predictor(model_dir, "flights", grpc_port=grpc_port) as ours,
+        ):
             v1 = {"trivial": f"{trivial}/v1/models/echo:predict", "ours": f"{ours}/v1/models/flights:predict"}
             v2 = f"{ours}/v2/models/flights/infer"
             targets = {
@@ -138,6 +166,7 @@ def main() -> int:
                     "headers": batch["v2_binary"][1],
                 },
                 "grpc_256": {"grpc": f"127.0.0.1:{grpc_port}", "body": batch["grpc"][0]},
+                "trivial_grpc_256": {"grpc": trivial_grpc, "body": echo_grpc.SerializeToString()},
             }
             for target in targets.values():
                 target.setdefault("n", n // 4)
@@ -145,6 +174,7 @@ def main() -> int:
         # In-process with the server's settings: one compute thread (serving/__main__.py --threads).
         limit_compute_threads(1)
         in_process = best_of(lambda: model.predict_columns(test.slice(0, 256)), repeat=20)
+        request_path = best_of(_request_path(model_dir, *batch["v2_binary"]), repeat=20)
 
     from _common import median, percentile
 
@@ -166,9 +196,12 @@ def main() -> int:
         report.figure(f"serving.rows_per_s_256_{name}", rows_per_s, "report only", fmt="{:.0f}")
         report.figure(f"serving.rows_per_s_256_{name}_vs_in_process", ratio, target or "report only",
                       None if target is None else ratio >= 0.5)  # fmt: skip
-    # The ceilings: KServe receiving, decoding and echoing the same 256 rows, as V1 JSON and as
-    # V2 binary tensors (through the same route as ours, serving/v2_rest.py).
-    for name in ("v1", "v2_binary"):
+    # The ceilings. Ours without HTTP: the V2 binary request decoded, predicted and encoded in
+    # process. KServe's without our model: it receives, decodes and echoes the same 256 rows
+    # as V1 JSON, V2 binary tensors (through the same route as ours, serving/v2_rest.py) and gRPC.
+    report.figure("serving.request_path_in_process_256_us", request_path * 1e6, "report only", fmt="{:.0f}")
+    report.figure("serving.request_path_in_process_256_vs_in_process", in_process / request_path, "report only")
+    for name in ("v1", "v2_binary", "grpc"):
         rows_per_s = 256 / median(results[f"trivial_{name}_256"]["latencies"])
         report.figure(f"serving.rows_per_s_256_{name}_trivial_echo", rows_per_s, "report only", fmt="{:.0f}")
         report.figure(f"serving.rows_per_s_256_{name}_trivial_echo_vs_in_process", rows_per_s / in_process_rows_per_s,
