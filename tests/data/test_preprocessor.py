@@ -89,6 +89,44 @@ def test_python_lists_transform_exactly_as_arrow_columns(flights_sample, categor
         assert np.array_equal(lists.categorical, arrow.categorical)
 
 
+def test_text_columns_looked_up_together_get_each_their_own_vocabularys_codes(monkeypatch):
+    # Request-sized batches look every text column up in one call against the union of the
+    # vocabularies: a value in two vocabularies ("JFK" below) must still get each column's code.
+    n = pre.SMALL_BATCH * 3
+    train = pa.table(
+        {
+            "origin": (["JFK"] * 5 + ["LGA"] * 3 + ["EWR"] * 2) * 4,
+            "dest": (["LAX"] * 5 + ["JFK"] * 3 + ["ORD"] * 2) * 4,
+            "gate": ([1] * 6 + [2] * 4) * 4,  # whole numbers: looked up as numbers
+            "late": [True, False] * 20,
+        }
+    )
+    fitted = pre.fit(
+        train, pre.PreprocessorOptions(label_column="late", categorical_columns=["origin", "dest", "gate"])
+    )
+    vocabularies = [c["vocabulary"] for c in fitted.to_dict()["categorical"]]
+    assert vocabularies == [["JFK", "LGA", "EWR"], ["LAX", "JFK", "ORD"], ["1", "2"]]
+    origin = (["JFK", "LGA", None, "SFO", "EWR", "LAX"] * n)[:n]
+    dest = (["JFK", "ORD", "LAX", None, "LGA", "BOS"] * n)[:n]
+    gates = ([1, 2, 3, None] * n)[:n]
+    inputs = [
+        {"origin": pa.array(origin), "dest": pa.array(dest), "gate": pa.array(gates)},
+        {  # chunked, dictionary-encoded and large text, and numbers as text
+            "origin": pa.chunked_array([pa.array(origin[:7]), pa.array(origin[7:])]),
+            "dest": pa.array(dest).dictionary_encode(),
+            "gate": pa.array([None if g is None else str(g) for g in gates], type=pa.large_string()),
+        },
+        pa.table({"origin": origin, "dest": dest, "gate": pa.array(gates, type=pa.float64())}),
+    ]
+    for columns in inputs:
+        joined = fitted.transform(columns).categorical
+        monkeypatch.setattr(pre, "PARALLEL_ROWS", 1)  # column by column, each in its own vocabulary
+        apart = fitted.transform(columns).categorical
+        monkeypatch.undo()
+        assert np.array_equal(joined, apart)
+    assert joined[:6].tolist() == [[1, 2, 1], [2, 3, 2], [0, 1, 0], [0, 0, 0], [3, 0, 1], [0, 0, 2]]
+
+
 @pytest.mark.parametrize(
     ("column", "values", "message"),
     [
