@@ -36,9 +36,10 @@ SMALL_BATCH = 16
 #: kernels and numpy release the GIL, and a column costs milliseconds at this size.
 PARALLEL_ROWS = 50_000
 
-#: Raw feature columns: a table, or one Arrow array or Python list of values per feature (the
-#: predictor hands over lists for a few rows, so that they never round-trip through Arrow).
-Columns = pa.Table | Mapping[str, pa.Array | pa.ChunkedArray | list]
+#: Raw feature columns: a table, or one Arrow array, Python list or numpy array of values per
+#: feature (the predictor hands over lists for a few rows, so that they never round-trip through
+#: Arrow, and a V2 tensor as numpy: it has no null, so a NaN in it is a missing value).
+Columns = pa.Table | Mapping[str, pa.Array | pa.ChunkedArray | list | np.ndarray]
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -178,13 +179,18 @@ class Preprocessor:
         block = np.empty((k, len(numeric)), dtype=np.float64)
         columns = []
         for i, spec in enumerate(self.numeric):
-            columns.append(_arrow(_column(data, spec["name"]), spec["name"]))
+            column = _column(data, spec["name"])
+            # A numpy array is taken as it is: converting it to Arrow and back cost ~6 us a column.
+            columns.append(column if isinstance(column, np.ndarray) else _arrow(column, spec["name"]))
             block[i] = _as_floats(columns[i], spec["name"])
         missing = np.isnan(block)
-        bad = (missing.sum(axis=1) != [column.null_count for column in columns]) | np.isinf(block).any(axis=1)
+        # Every NaN must be a null, except in a numpy array, where NaN is how a value is missing.
+        nulls = np.array([-1 if isinstance(column, np.ndarray) else column.null_count for column in columns])
+        bad = ((missing.sum(axis=1) != nulls) & (nulls >= 0)) | np.isinf(block).any(axis=1)
         if bad.any():
             first = int(np.argmax(bad))
-            _numeric_values(columns[first], self.numeric[first]["name"])  # raises, naming the row
+            name = self.numeric[first]["name"]
+            _numeric_values(_arrow(columns[first], name), name)  # raises, naming the row
         medians, means, stds = self._numeric_stats
         np.copyto(block, medians, where=missing)
         block -= means
@@ -250,6 +256,8 @@ class Preprocessor:
         codes = []
         for spec in self.categorical:
             column = _column(data, spec["name"])
+            if isinstance(column, np.ndarray):
+                column = _arrow(column, spec["name"])
             raw = _texts_or_whole_numbers(column)
             if raw is None:  # booleans or floats: looked up as their text, as the vectorised path does
                 codes.append(_category_indices(spec, _arrow(column, spec["name"])).tolist())
@@ -522,6 +530,10 @@ def _check_numeric_input(column, name: str) -> None:
 
 def _as_floats(column, name: str) -> np.ndarray:
     """A numeric, boolean or null column as a new float64 array, nulls as NaN; refuses the rest."""
+    if isinstance(column, np.ndarray):
+        if column.dtype.kind not in "biuf":
+            raise DataError(f"feature {name!r} must be a number, but received {column.dtype} values.")
+        return column.astype(np.float64)
     _check_numeric_input(column, name)
     if _is_number(column.type):
         # numpy converts these (nulls arrive as NaN) at a fraction of a `pc.cast` call's fixed cost,
@@ -531,7 +543,13 @@ def _as_floats(column, name: str) -> np.ndarray:
 
 
 def _arrow(column, name: str):
-    """An Arrow column; a Python list of values is converted (refusing mixed types, naming the feature)."""
+    """An Arrow column; a Python list of values is converted (refusing mixed types, naming the
+    feature), and a numpy array with its NaN as nulls."""
+    if isinstance(column, np.ndarray):
+        try:
+            return pa.array(column, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataError(f"feature {name!r} holds values Arrow cannot take: {err}") from err
     if not isinstance(column, list):
         return column
     try:
@@ -567,6 +585,8 @@ def _standardise_small(column, spec: dict[str, Any]) -> tuple[list[float], list[
     """A few values of a numeric feature standardised in Python floats (nulls imputed with the
     median) and their missing flags; values are refused as `_numeric_values` refuses them."""
     name, median, mean, std = spec["name"], spec["median"], spec["mean"], spec["std"]
+    if isinstance(column, np.ndarray):
+        column = _arrow(column, name)
     if not isinstance(column, list):
         _check_numeric_input(column, name)
         column = column.to_pylist()

@@ -105,7 +105,9 @@ def _array(values: list[Any], name: str) -> pa.Array:
         raise InvalidInput(f"feature {name!r} mixes types across instances: {err}") from err
 
 
-def v2_features(request: InferRequest, preprocessor: Preprocessor, max_batch: int) -> dict[str, pa.Array] | Features:
+def v2_features(
+    request: InferRequest, preprocessor: Preprocessor, max_batch: int
+) -> dict[str, pa.Array | np.ndarray] | Features:
     """V2 inputs -> feature columns (one input per feature) or preprocessed `Features`.
 
     Inputs come as JSON data or as binary tensors (REST's binary extension, gRPC's raw
@@ -144,8 +146,13 @@ def v2_features(request: InferRequest, preprocessor: Preprocessor, max_batch: in
             values = _numeric_column(item, shape)
             if values.dtype.kind == "f" and np.isinf(values).any():
                 raise InvalidInput(f"input {name!r} holds infinity: numbers must be finite (NaN for a missing value).")
-            # A tensor has no null: NaN stands for a missing value, which the preprocessor imputes.
-            columns[name] = pa.array(values, from_pandas=True)
+            # A tensor has no null: NaN stands for a missing value, which the preprocessor imputes
+            # (it takes a numpy array of numbers so, without a trip through Arrow). JSON data with
+            # nulls arrives as objects.
+            if name in numeric and values.dtype.kind in "biuf":
+                columns[name] = values
+            else:
+                columns[name] = pa.array(values, from_pandas=True)
     _check_batch(rows or 0, max_batch)
     return columns
 

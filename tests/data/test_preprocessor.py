@@ -89,6 +89,32 @@ def test_python_lists_transform_exactly_as_arrow_columns(flights_sample, categor
         assert np.array_equal(lists.categorical, arrow.categorical)
 
 
+def test_numpy_arrays_transform_as_arrow_columns_with_nan_as_the_missing_value(flights_sample):
+    # What the predictor hands over for a V2 numeric tensor: it has no null, NaN is missing.
+    fitted = pre.fit(flights_sample.slice(1000), pre.PreprocessorOptions(label_column="late"))
+    rows = flights_sample.slice(0, 300)
+    as_arrow = {name: rows[name] for name in fitted.feature_columns}
+    holes = rows["dep_delay"].to_pylist()
+    holes[0] = holes[7] = holes[299] = None
+    as_arrow["dep_delay"] = pa.array(holes)
+    as_numpy = dict(as_arrow)
+    for spec in fitted.numeric:
+        as_numpy[spec["name"]] = as_arrow[spec["name"]].to_numpy(zero_copy_only=False).astype(np.float64)
+    assert np.isnan(as_numpy["dep_delay"]).sum() == 3
+    as_numpy["month"] = rows["month"].to_numpy()  # int64: a number as it is
+    for batch in (1, pre.SMALL_BATCH, 300):
+        arrow = fitted.transform({k: v[:batch] for k, v in as_arrow.items()})
+        numpy = fitted.transform({k: v[:batch] for k, v in as_numpy.items()})
+        assert np.array_equal(arrow.numeric, numpy.numeric) and np.array_equal(arrow.categorical, numpy.categorical)
+    for batch in (1, 300):
+        for bad, message in [
+            (np.array([np.inf] * batch), "feature 'distance' row 1 is inf: numbers must be finite"),
+            (np.array(["far"] * batch), "feature 'distance' must be a number, but received"),
+        ]:
+            with pytest.raises(DataError, match=message):
+                fitted.transform({**{k: v[:batch] for k, v in as_numpy.items()}, "distance": bad})
+
+
 def test_text_columns_looked_up_together_get_each_their_own_vocabularys_codes(monkeypatch):
     # Request-sized batches look every text column up in one call against the union of the
     # vocabularies: a value in two vocabularies ("JFK" below) must still get each column's code.
