@@ -146,10 +146,11 @@ def test_text_columns_looked_up_together_get_each_their_own_vocabularys_codes(mo
     ]
     for columns in inputs:
         joined = fitted.transform(columns).categorical
-        monkeypatch.setattr(pre, "PARALLEL_ROWS", 1)  # column by column, each in its own vocabulary
-        apart = fitted.transform(columns).categorical
-        monkeypatch.undo()
-        assert np.array_equal(joined, apart)
+        # Column by column, each in its own vocabulary: in this thread, and in threads.
+        for setting, value in [("JOINED_LOOKUP_ROWS", 0), ("PARALLEL_ROWS", 1)]:
+            with monkeypatch.context() as patch:
+                patch.setattr(pre, setting, value)
+                assert np.array_equal(fitted.transform(columns).categorical, joined)
     assert joined[:6].tolist() == [[1, 2, 1], [2, 3, 2], [0, 1, 0], [0, 0, 0], [3, 0, 1], [0, 0, 2]]
 
 
