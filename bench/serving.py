@@ -28,7 +28,9 @@ def _load(targets: dict[str, dict], concurrent: list[str], seconds: float) -> di
         with open(job, "w") as f:
             json.dump({"targets": targets, "concurrent": concurrent, "seconds": seconds}, f)
         client = os.path.join(os.path.dirname(__file__), "load_client.py")
-        out = subprocess.run([sys.executable, client, job], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, client, job], capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"the load client exited with {out.returncode}:\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
