@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from scipy import special
 
-from mlworkloads.training.tree_scorer import QuickScorer, build
+from mlworkloads.training.onnx_trees import MAX_ROWS, OnnxTrees
 
 #: The booster's parameters at serving time: request-sized batches are fastest on one thread
 #: (the predictor caps BLAS and torch threads for the same reason).
@@ -44,40 +43,39 @@ def probabilities(task: str, predictions: np.ndarray) -> np.ndarray:
     return predictions.astype(np.float32, copy=False)
 
 
-def from_margins(task: str, margins: np.ndarray) -> np.ndarray:
-    """One row's raw margins (outputs,) as the booster's output transform gives them, shaped as `probabilities`."""
-    if task == "binary":
-        positive = special.expit(margins)
-        return np.array([[1 - positive[0], positive[0]]], np.float32)
-    if task == "multiclass":
-        return special.softmax(margins)[None, :].astype(np.float32)
-    return margins.astype(np.float32)
-
-
 @dataclasses.dataclass
 class BoosterScorer:
     """Scores feature blocks with a booster, up to its best round (`export.Scorer`).
 
-    One row (an endpoint's usual request) goes through `tree_scorer.QuickScorer` when the
-    trees allow it; batches, and rows with a missing value, through XGBoost's predictor.
+    A loaded model (`from_bytes`) scores request-sized batches through ONNX Runtime
+    (`onnx_trees.OnnxTrees`) when the trees convert and score alike; everything else, and
+    every batch of the training run's own scorer, through XGBoost's predictor.
     """
 
     booster: xgb.Booster
     task: str
     rounds: int
-    quick: QuickScorer | None = None
+    runtime: OnnxTrees | None = None
 
     @classmethod
     def from_bytes(cls, payload: bytes, config: dict[str, Any]) -> BoosterScorer:
         booster = xgb.Booster(params=SERVING_PARAMS, model_file=bytearray(payload))
         rounds = int(config.get("best_iteration", booster.num_boosted_rounds() - 1)) + 1
         spec = config["feature_spec"]
-        quick = build(booster, rounds, spec["numeric_width"] + len(spec["cardinalities"]))
-        return cls(booster=booster, task=spec["task"], rounds=rounds, quick=quick)
+        scorer = cls(booster=booster, task=spec["task"], rounds=rounds)
+        width = spec["numeric_width"] + len(spec["cardinalities"])
+        scorer.runtime = OnnxTrees(booster, rounds, width, spec["task"], scorer.with_xgboost)
+        return scorer
 
     def __call__(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         matrix = feature_matrix(numeric, categorical)
-        if self.quick is not None and len(matrix) == 1 and not np.isnan(matrix).any():
-            return from_margins(self.task, self.quick.margins(matrix[0]))
+        if self.runtime is not None and len(matrix) <= MAX_ROWS:
+            scores = self.runtime(matrix)
+            if scores is not None:
+                return scores
+        return self.with_xgboost(matrix)
+
+    def with_xgboost(self, matrix: np.ndarray) -> np.ndarray:
+        """The feature matrix scored by XGBoost's own predictor."""
         predictions = self.booster.inplace_predict(matrix, iteration_range=(0, self.rounds), validate_features=False)
         return probabilities(self.task, predictions)
