@@ -52,25 +52,31 @@ class BatchHistogram(Collector):
     def observe(self, label_values: Sequence[str], values: np.ndarray) -> None:
         """Counts every value of `values` (1-D, finite) under the series `label_values`."""
         # Bucket i counts values <= bounds[i] (Prometheus' `le`); cumulated when scraped.
-        if np.size(values) <= SMALL_BATCH:
-            # A few values: bisect in Python costs less than numpy's fixed cost per call.
-            values = np.ravel(values).tolist()
-            counts = [0] * len(self._bound_list)
-            for value in values:
-                counts[bisect.bisect_left(self._bound_list, value)] += 1
-            total = math.fsum(values)
-        else:
-            values = np.asarray(values, dtype=np.float64).ravel()
-            buckets = np.searchsorted(self._bounds, values, side="left")
-            counts, total = np.bincount(buckets, minlength=len(self._bounds)).tolist(), float(values.sum())
         key = tuple(map(str, label_values))
+        if values.size <= SMALL_BATCH:
+            # A few values: bisect in Python, straight into the series, costs less than numpy's
+            # fixed cost per call.
+            small = values.ravel().tolist()
+            with self._lock:
+                counts, sums = self._series_of(key)
+                for value in small:
+                    counts[bisect.bisect_left(self._bound_list, value)] += 1
+                sums[0] += math.fsum(small)
+            return
+        values = np.asarray(values, dtype=np.float64).ravel()
+        buckets = np.searchsorted(self._bounds, values, side="left")
+        batch, total = np.bincount(buckets, minlength=len(self._bounds)).tolist(), float(values.sum())
         with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                self._series[key] = (counts, [total])
-            else:
-                series[0][:] = map(operator.add, series[0], counts)
-                series[1][0] += total
+            counts, sums = self._series_of(key)
+            counts[:] = map(operator.add, counts, batch)
+            sums[0] += total
+
+    def _series_of(self, key: tuple[str, ...]) -> tuple[list[int], list[float]]:
+        """The series' per-bucket counts and [sum]; the caller holds the lock."""
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = ([0] * len(self._bound_list), [0.0])
+        return series
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

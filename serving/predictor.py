@@ -84,6 +84,7 @@ class TabularModel(Model):
         outcomes = ["value"] if self.loaded.task == "regression" else [str(c) for c in preprocessor.classes]
         self._predicted = [PREDICTIONS.labels(self.name, outcome) for outcome in outcomes]
         self._series = (self.name,)
+        self._binary = self.loaded.task == "binary"
         for outcome, share in (self.loaded.config.get("validation_class_shares") or {}).items():
             TRAINING_CLASS_SHARE.labels(self.name, outcome).set(share)
         self.ready = True
@@ -154,4 +155,4 @@ class TabularModel(Model):
             for index, count in enumerate(np.bincount(best, minlength=len(self._predicted)).tolist()):
                 if count:
                     self._predicted[index].inc(count)
-        SCORES.observe(self._series, scores[:, 1] if self.loaded.task == "binary" else scores.max(axis=1))
+        SCORES.observe(self._series, scores[:, 1] if self._binary else scores.max(axis=1))
