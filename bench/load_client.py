@@ -59,12 +59,12 @@ def main() -> int:
         job = json.load(f)
     results = {name: {"latencies": [], "requests": 0, "seconds": 0.0} for name in job["targets"]}
     senders = {name: _sender(target) for name, target in job["targets"].items()}
-    timed_rounds = 5 if min((t.get("n", 0) for t in job["targets"].values()), default=0) >= 500 else 1
+    timed_rounds = 5 if min(target["n"] for target in job["targets"].values()) >= 500 else 1
     for round_ in range(timed_rounds):
         for name, target in job["targets"].items():
-            send, block = senders[name], target.get("n", 0) // timed_rounds
+            send, (block, rest) = senders[name], divmod(target["n"], timed_rounds)
             if round_ == timed_rounds - 1:
-                block = target.get("n", 0) - block * (timed_rounds - 1)
+                block += rest
             for _ in range(20):
                 send()
             for _ in range(block):
