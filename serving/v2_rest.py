@@ -8,7 +8,8 @@ mode), and answers 500 to binary data whose size disagrees with its shape. This 
 installed ahead of KServe's on the same app and hands the same `InferRequest` to KServe's data
 plane (so KServe's model lifecycle, latency metrics and error handlers stay as they are), with:
 
-- a body without the header read as JSON, whatever its content type;
+- a body without the header read as JSON, whatever its content type, its `NaN` and
+  `Infinity` included (tritonclient's JSON mode writes a missing value as `NaN`);
 - binary inputs kept as bytes (`InferInput._raw_data`, as KServe's gRPC server keeps
   `raw_input_contents`) for `tensors.py` to decode without a loop over rows;
 - every size checked: the header against the body, each `binary_data_size` against what is
@@ -18,6 +19,7 @@ plane (so KServe's model lifecycle, latency metrics and error handlers stay as t
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -26,18 +28,20 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlworkloads.data import tensors
 from mlworkloads.data.errors import TensorError
 
 HEADER_LENGTH = "inference-header-content-length"
+BINARY_EXTENSION = "binary_tensor_data"
 INFER_PATH = "/v2/models/{model_name}/infer"
 
 
 def install(app: FastAPI, dataplane: DataPlane) -> None:
-    """Puts the V2 inference route ahead of KServe's (Starlette takes the first route that matches)."""
+    """Puts the V2 inference route, and the server metadata naming the binary extension, ahead of
+    KServe's (Starlette takes the first route that matches)."""
 
     async def infer(request: Request) -> Response:
         model_name = request.path_params["model_name"]
@@ -51,7 +55,14 @@ def install(app: FastAPI, dataplane: DataPlane) -> None:
         content, content_headers = encode_response(response)
         return Response(content, headers={**headers, **content_headers})
 
+    async def server_metadata(request: Request) -> Response:
+        # A server with the binary tensor data extension says so in its metadata (the
+        # extension's spec); KServe's lists only its model repository extension.
+        document = dataplane.metadata()
+        return JSONResponse({**document, "extensions": [*document["extensions"], BINARY_EXTENSION]})
+
     app.router.routes.insert(0, Route(INFER_PATH, infer, methods=["POST"]))
+    app.router.routes.insert(0, Route("/v2", server_metadata, methods=["GET"]))
 
 
 def decode_request(body: bytes, header_length: str | None, model_name: str) -> InferRequest:
@@ -65,8 +76,7 @@ def decode_request(body: bytes, header_length: str | None, model_name: str) -> I
     try:
         document = orjson.loads(view[:json_length])
     except orjson.JSONDecodeError as err:
-        part = f"the first {json_length} bytes (the {HEADER_LENGTH} header)" if header_length else "the body"
-        raise InvalidInput(f"{part} must be a JSON inference request: {err}") from err
+        document = _json_with_non_finite_numbers(view[:json_length], err, header_length is not None, json_length)
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         raise InvalidInput('expected a JSON object with "inputs": a list of tensors.')
     offset, inputs = json_length, []
@@ -98,6 +108,21 @@ def decode_request(body: bytes, header_length: str | None, model_name: str) -> I
         infer_inputs=inputs,
         request_outputs=_requested_outputs(document.get("outputs")),
     )
+
+
+def _json_with_non_finite_numbers(text: memoryview, error: Exception, has_header: bool, json_length: int) -> Any:
+    """The JSON orjson refused, read again allowing `NaN`, `Infinity` and `-Infinity`.
+
+    They are not JSON, but Python's `json.dumps` writes them, and so does `tritonclient.http`
+    in its JSON mode: a missing value sent as NaN, as the binary mode sends it, reaches here
+    as the `NaN` token. A numeric tensor's NaN is a missing value and its infinity is refused
+    naming the input (`payload.v2_features`), whichever way the tensor came.
+    """
+    try:
+        return json.loads(bytes(text))
+    except (ValueError, UnicodeDecodeError):
+        part = f"the first {json_length} bytes (the {HEADER_LENGTH} header)" if has_header else "the body"
+        raise InvalidInput(f"{part} must be a JSON inference request: {error}") from error
 
 
 def _header_length(value: str, body_size: int) -> int:

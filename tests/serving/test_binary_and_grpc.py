@@ -44,6 +44,15 @@ def test_tritons_http_client_with_binary_tensors_gets_the_offline_predictions(
 
 
 @pytest.mark.e2e
+def test_the_server_metadata_names_the_binary_tensor_extension(predictor_url):
+    import tritonclient.http as triton
+
+    metadata = triton.InferenceServerClient(predictor_url.removeprefix("http://")).get_server_metadata()
+    assert metadata["name"] == "kserve"
+    assert {"binary_tensor_data", "model_repository_extension"} <= set(metadata["extensions"])
+
+
+@pytest.mark.e2e
 def test_binary_outputs_come_after_the_json_header_the_response_names(predictor_url, specs, offline):
     body, headers = binary_body(specs, outputs=("probabilities", "predicted_class"))
     response = _infer(predictor_url, body, headers)
@@ -75,6 +84,32 @@ def test_a_v2_nan_is_served_as_a_missing_value(predictor_url, sample_model, rows
     with_nan = [{**s, "data": [float("nan")] * len(s["data"])} if s["name"] == "dep_time" else s for s in specs]
     values = v2_rest.decode_response(*_response(predictor_url, with_nan))
     np.testing.assert_allclose(values["probabilities"], load(sample_model).predict_columns(nulls), atol=1e-6)
+
+
+@pytest.mark.e2e
+def test_a_nan_from_tritons_json_mode_is_a_missing_value_too(predictor_url, sample_model, rows, specs):
+    # tritonclient.http's JSON mode writes a float's NaN as the token `NaN` (not JSON; Python's
+    # json.dumps writes it): it must mean what the same NaN means in a binary tensor.
+    import pyarrow as pa
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(predictor_url.removeprefix("http://"))
+
+    def probabilities(dep_time: float):
+        inputs = []
+        for spec in specs:
+            item = triton.InferInput(spec["name"], spec["shape"], spec["datatype"])
+            data = [dep_time] * len(spec["data"]) if spec["name"] == "dep_time" else spec["data"]
+            item.set_data_from_numpy(np.array(data, dtype=object if spec["datatype"] == "BYTES" else np.float64), False)
+            inputs.append(item)
+        outputs = [triton.InferRequestedOutput("probabilities", binary_data=False)]
+        return client.infer("flights", inputs, outputs=outputs).as_numpy("probabilities")
+
+    nulls = rows.set_column(rows.schema.get_field_index("dep_time"), "dep_time", pa.nulls(rows.num_rows, pa.int64()))
+    np.testing.assert_allclose(probabilities(float("nan")), load(sample_model).predict_columns(nulls), atol=1e-6)
+    with pytest.raises(InferenceServerException, match=r"\[400\] input 'dep_time' holds infinity"):
+        probabilities(float("inf"))
 
 
 def _response(url, specs):
