@@ -36,6 +36,7 @@ def deploy_inferenceservice(
     timeout_seconds: int = 0,
     grpc_port: int = 0,
     max_batch_size: int = 4096,
+    per_request_logs: str = "all",
     node_selector: Optional[dict] = None,
     tolerations: Optional[list] = None,
     ready_timeout_seconds: int = 600,
@@ -78,6 +79,9 @@ def deploy_inferenceservice(
         grpc_port: Also expose the predictor's V2 gRPC API on this port (Standard mode only:
             KServe adds it to the predictor Service as h2c); 0 for HTTP only.
         max_batch_size: Largest batch the predictor accepts.
+        per_request_logs: What the predictor logs for each request: "all" (KServe's access,
+            timing and latency lines) or "errors" (only the access lines of 4xx and 5xx
+            answers: ~1.3x the one-row requests/s per replica).
         node_selector: Node selector of the predictor pods.
         tolerations: Tolerations of the predictor pods.
         ready_timeout_seconds: How long to wait for the new generation to be Ready.
@@ -115,6 +119,7 @@ def deploy_inferenceservice(
             "timeout_seconds": timeout_seconds,
             "grpc_port": grpc_port,
             "max_batch_size": max_batch_size,
+            "per_request_logs": per_request_logs,
             "node_selector": node_selector or {},
             "tolerations": tolerations or [],
         },

@@ -36,7 +36,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_predictor(
-    model_dir: str, name: str, max_batch_size: int = 4096, ready_timeout: float = 120.0, grpc_port: int = 0
+    model_dir: str,
+    name: str,
+    max_batch_size: int = 4096,
+    ready_timeout: float = 120.0,
+    grpc_port: int = 0,
+    per_request_logs: str = "all",
 ) -> Iterator[str]:
     """Runs `python -m mlworkloads.serving` on a free 127.0.0.1 port; yields its base URL.
 
@@ -46,7 +51,7 @@ def local_predictor(
     port, grpc_port = free_port(), grpc_port or free_port()
     from mlworkloads.serving.__main__ import arguments
 
-    server = arguments(model_dir, name, port, grpc_port, max_batch_size)
+    server = arguments(model_dir, name, port, grpc_port, max_batch_size, per_request_logs)
     with _serving([sys.executable, "-m", "mlworkloads.serving", *server], name, port, ready_timeout) as base:
         yield base
 
@@ -121,7 +126,9 @@ def deploy_local(
     """Serves the model locally, smoke-tests it, and returns the manifest and status."""
     model = load(model_dir)
     manifest = as_dict(build(settings, settings.namespace or "default"))
-    with local_predictor(model_dir, settings.name, settings.max_batch_size) as base:
+    with local_predictor(
+        model_dir, settings.name, settings.max_batch_size, per_request_logs=settings.per_request_logs
+    ) as base:
         echo(f"local predictor ready at {base}")
         result = smoke_test(base, settings.name, test_rows, expected, model.preprocessor)
         echo(

@@ -119,3 +119,17 @@ def test_a_logger_goes_to_a_sink_or_into_object_storage_one_folder_per_model_ver
 def test_a_logger_url_of_another_scheme_is_refused_naming_the_field():
     with pytest.raises(ServiceConfigError, match=r"logger_url='ftp://logs': expected a CloudEvents sink"):
         _settings("s3://models/v1", logger_url="ftp://logs")
+
+
+def test_the_built_in_predictor_can_log_errors_only_and_nothing_else_is_asked_to():
+    def args(**extra):
+        (container,) = as_dict(build(_settings("s3://models/v1", **extra), "t"))["spec"]["predictor"]["containers"]
+        return container["args"]
+
+    assert "--per_request_logs" not in args()  # KServe's own logging, as before
+    logged = args(per_request_logs="errors")
+    assert logged[logged.index("--per_request_logs") + 1] == "errors"
+    with pytest.raises(ServiceConfigError, match=r"per_request_logs='none': expected one of \['all', 'errors'\]"):
+        _settings("s3://models/v1", per_request_logs="none")
+    with pytest.raises(ServiceConfigError, match=r"per_request_logs='errors' is the built-in predictor's option"):
+        _settings("s3://models/v1", per_request_logs="errors", model_format="sklearn")
