@@ -80,10 +80,10 @@ def serving_p50s(model_dir: str, test_raw: str, n: int) -> tuple[float, float]:
 
     from mlworkloads.serving.local_server import local_predictor
     from mlworkloads.training.export import load
-    from serving import _bodies, _load, _trivial_server
+    from serving import _baseline_server, _bodies, _load
 
     body, headers = _bodies(pq.read_table(test_raw).slice(0, 1), load(model_dir).preprocessor)["v1"]
-    with _trivial_server() as (trivial, _), local_predictor(model_dir, "flights") as served:
+    with _baseline_server("trivial_model.py") as (trivial, _), local_predictor(model_dir, "flights") as served:
         targets = {
             "trivial": {"url": f"{trivial}/v1/models/echo:predict", "body": body, "headers": headers, "n": n},
             "ours": {"url": f"{served}/v1/models/flights:predict", "body": body, "headers": headers, "n": n},

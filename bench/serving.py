@@ -78,15 +78,17 @@ def _bodies(rows, preprocessor) -> dict[str, tuple[bytes, dict[str, str]]]:
 
 
 @contextlib.contextmanager
-def _trivial_server():
-    """Yields the trivial model's HTTP base URL and gRPC address."""
+def _baseline_server(script: str):
+    """Runs bench/`script` (a model named "echo"); yields its HTTP base URL and gRPC address."""
     from mlworkloads.serving.local_server import free_port, stop_process_tree, wait_ready
 
     port, grpc_port = free_port(), free_port()
+    command = [sys.executable, os.path.join(os.path.dirname(__file__), script),
+               "--http_port", str(port), "--grpc_port", str(grpc_port)]  # fmt: skip
+    if script == "trivial_model.py":
+        command += ["--model_name", "echo"]
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-        process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "trivial_model.py"),
-                                    "--http_port", str(port), "--grpc_port", str(grpc_port), "--model_name", "echo"],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_ready(f"http://127.0.0.1:{port}", "echo", process, 60, log.name)
             yield f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
@@ -150,14 +152,18 @@ def main() -> int:
         echo_grpc = pb.ModelInferRequest.FromString(batch["grpc"][0])
         echo_grpc.model_name = "echo"
         with (
-            _trivial_server() as (trivial, trivial_grpc),
+            _baseline_server("trivial_model.py") as (trivial, trivial_grpc),
+            _baseline_server("bare_echo.py") as (bare, bare_grpc),
             local_predictor(model_dir, "flights", grpc_port=grpc_port) as ours,
+            local_predictor(model_dir, "flights", per_request_logs="errors") as quiet,
         ):
             v1 = {"trivial": f"{trivial}/v1/models/echo:predict", "ours": f"{ours}/v1/models/flights:predict"}
             v2 = f"{ours}/v2/models/flights/infer"
             targets = {
                 "trivial_1": {"url": v1["trivial"], "body": one["v1"][0], "headers": one["v1"][1], "n": n},
                 "ours_1": {"url": v1["ours"], "body": one["v1"][0], "headers": one["v1"][1], "n": n},
+                # The same predictor logging errors only (--per_request_logs errors).
+                "quiet_1": {"url": f"{quiet}/v1/models/flights:predict", "body": one["v1"][0], "headers": one["v1"][1]},
                 "trivial_v1_256": {"url": v1["trivial"], "body": batch["v1"][0], "headers": batch["v1"][1]},
                 "v1_256": {"url": v1["ours"], "body": batch["v1"][0], "headers": batch["v1"][1]},
                 "v2_json_256": {"url": v2, "body": batch["v2_json"][0], "headers": batch["v2_json"][1]},
@@ -169,10 +175,16 @@ def main() -> int:
                 },
                 "grpc_256": {"grpc": f"127.0.0.1:{grpc_port}", "body": batch["grpc"][0]},
                 "trivial_grpc_256": {"grpc": trivial_grpc, "body": echo_grpc.SerializeToString()},
+                "bare_v2_binary_256": {
+                    "url": f"{bare}/v2/models/echo/infer",
+                    "body": batch["v2_binary"][0],
+                    "headers": batch["v2_binary"][1],
+                },
+                "bare_grpc_256": {"grpc": bare_grpc, "body": echo_grpc.SerializeToString()},
             }
             for target in targets.values():
                 target.setdefault("n", n // 4)
-            results = _load(targets, ["trivial_1", "ours_1"], seconds)
+            results = _load(targets, ["trivial_1", "ours_1", "quiet_1"], seconds)
         # In-process with the server's settings: one compute thread (serving/__main__.py --threads).
         limit_compute_threads(1)
         in_process = best_of(lambda: model.predict_columns(test.slice(0, 256)), repeat=20)
@@ -190,6 +202,8 @@ def main() -> int:
     report.figure("serving.p99_vs_own_p50", our_p99 / our_p50, "<= 3x", our_p99 / our_p50 <= 3)
     report.figure("serving.rps_c4_vs_trivial", mine["rps_c4"] / base["rps_c4"], ">= 0.8x",
                   mine["rps_c4"] / base["rps_c4"] >= 0.8)  # fmt: skip
+    report.figure("serving.rps_c4_per_request_logs_errors_vs_all", results["quiet_1"]["rps_c4"] / mine["rps_c4"],
+                  "report only")  # fmt: skip
     in_process_rows_per_s = 256 / in_process
     report.figure("serving.in_process_256_rows_us", in_process * 1e6, "report only", fmt="{:.0f}")
     for name, target in [("v1", None), ("v2_json", None), ("v2_binary", ">= 0.5x"), ("grpc", ">= 0.5x")]:
@@ -201,13 +215,16 @@ def main() -> int:
     # The ceilings. Ours without HTTP: the V2 binary request decoded, predicted and encoded in
     # process. KServe's without our model: it receives, decodes and echoes the same 256 rows
     # as V1 JSON, V2 binary tensors (through the same route as ours, serving/v2_rest.py) and gRPC.
+    # The transports' without KServe (bench/bare_echo.py): uvicorn + Starlette and grpcio's aio
+    # server answering the same requests with 4 KiB of their bodies.
     report.figure("serving.request_path_in_process_256_us", request_path * 1e6, "report only", fmt="{:.0f}")
     report.figure("serving.request_path_in_process_256_vs_in_process", in_process / request_path, "report only")
-    for name in ("v1", "v2_binary", "grpc"):
-        rows_per_s = 256 / median(results[f"trivial_{name}_256"]["latencies"])
-        report.figure(f"serving.rows_per_s_256_{name}_trivial_echo", rows_per_s, "report only", fmt="{:.0f}")
-        report.figure(f"serving.rows_per_s_256_{name}_trivial_echo_vs_in_process", rows_per_s / in_process_rows_per_s,
-                      "report only")  # fmt: skip
+    for server, names in (("trivial", ("v1", "v2_binary", "grpc")), ("bare", ("v2_binary", "grpc"))):
+        for name in names:
+            rows_per_s = 256 / median(results[f"{server}_{name}_256"]["latencies"])
+            report.figure(f"serving.rows_per_s_256_{name}_{server}_echo", rows_per_s, "report only", fmt="{:.0f}")
+            report.figure(f"serving.rows_per_s_256_{name}_{server}_echo_vs_in_process",
+                          rows_per_s / in_process_rows_per_s, "report only")  # fmt: skip
     return report.finish()
 
 
