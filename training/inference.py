@@ -12,7 +12,9 @@ so each table multiplies into its slice of that layer's weight once at load (E_i
 one row per category), and the first layer becomes one matmul of the numeric block plus a
 row lookup per categorical column. Dropout is the identity. What is left is a matmul and a
 ReLU per further layer. The folded weights are computed in float64 and kept as float32,
-the dtype the network runs in; results match torch's to float32 rounding.
+the dtype the network runs in; results match torch's to float32 rounding. Up to
+`COMPILED_ROWS` rows (a request's few) the same arithmetic runs as one compiled function
+(`compiled_forward.py`): at that size numpy's fixed cost per call is the whole cost.
 
 Any other module (a `model_factory` network, or a TabularNet subclass) runs through torch.
 """
@@ -20,12 +22,14 @@ Any other module (a `model_factory` network, or a TabularNet subclass) runs thro
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from mlworkloads.training.compiled_forward import COMPILED_ROWS, CompiledForward
 from mlworkloads.training.model import TabularNet
 
 #: (numeric (n, width) float32, categorical (n, columns) int64) -> logits (n, outputs) float32
@@ -44,6 +48,8 @@ class FoldedTabularNet:
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # (W^T, b) of each layer after the first
 
     def __call__(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        if len(numeric) <= COMPILED_ROWS:
+            return self._compiled(numeric, categorical)
         out = numeric @ self.numeric_weight
         if not self.offsets.size:
             out += self.bias
@@ -54,10 +60,7 @@ class FoldedTabularNet:
             # raises, so indices are checked (the preprocessor and the V2 check never send a
             # bad one). Viewed as uint64, a negative index is huge: one comparison for both ends.
             if (categorical.view(np.uint64) >= self.cardinalities).any():
-                raise IndexError(
-                    f"category index out of range for cardinalities {self.cardinalities.tolist()}: got column "
-                    f"minima {categorical.min(axis=0).tolist()}, maxima {categorical.max(axis=0).tolist()}."
-                )
+                self.refuse_indices(categorical)
             # Rows gathered column by column, (columns, n, width): the sum adds whole planes.
             # Column 0's rows carry the first layer's bias (each row reads exactly one of them).
             out += np.add.reduce(self.table.take((categorical + self.offsets).T, axis=0), axis=0)
@@ -66,6 +69,17 @@ class FoldedTabularNet:
             out = out @ weight
             out += bias
         return out
+
+    def refuse_indices(self, categorical: np.ndarray) -> None:
+        """Raises IndexError for category indices some of which are outside their tables."""
+        raise IndexError(
+            f"category index out of range for cardinalities {self.cardinalities.tolist()}: got column "
+            f"minima {categorical.min(axis=0).tolist()}, maxima {categorical.max(axis=0).tolist()}."
+        )
+
+    @functools.cached_property
+    def _compiled(self) -> CompiledForward:
+        return CompiledForward(self)
 
 
 def fold(module: TabularNet) -> FoldedTabularNet | None:
