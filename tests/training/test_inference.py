@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from mlworkloads.training.compiled_forward import COMPILED_ROWS
 from mlworkloads.training.export import scores_from_logits
 from mlworkloads.training.inference import FoldedTabularNet, fold, forward_function
 from mlworkloads.training.model import TabularNet
@@ -53,6 +54,19 @@ def test_the_folded_network_gives_the_modules_logits(shape, rows):
     got = folded(numeric, categorical)
     assert got.dtype == np.float32 and got.shape == (rows, net.mlp[-1].out_features)
     np.testing.assert_allclose(got, _reference(net, numeric, categorical), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [{}, {"output_size": 5}, {"cardinalities": ()}, {"hidden_sizes": ()}])
+def test_a_few_rows_compiled_agree_with_numpys_path_to_float32_rounding(shape):
+    net = _net(**shape)
+    folded = fold(net)
+    numeric, categorical = _inputs(net, COMPILED_ROWS + 1)
+    numeric[0, 0] = np.nan  # a NaN propagates on both paths
+    through_numpy = folded(numeric, categorical)  # one row too many for the compiled path
+    compiled = folded(numeric[:COMPILED_ROWS], categorical[:COMPILED_ROWS])
+    assert compiled.dtype == np.float32 and compiled.flags.c_contiguous
+    assert np.isnan(compiled[0]).all() and np.isnan(through_numpy[0]).all()
+    np.testing.assert_allclose(compiled[1:], through_numpy[1:COMPILED_ROWS], rtol=1e-6, atol=1e-6)
 
 
 def test_anything_but_an_eval_mode_tabular_net_runs_through_torch():
