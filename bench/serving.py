@@ -187,8 +187,8 @@ def main() -> int:
             results = _load(targets, ["trivial_1", "ours_1", "quiet_1"], seconds)
         # In-process with the server's settings: one compute thread (serving/__main__.py --threads).
         limit_compute_threads(1)
-        in_process = best_of(lambda: model.predict_columns(test.slice(0, 256)), repeat=20)
-        request_path = best_of(_request_path(model_dir, *batch["v2_binary"]), repeat=20)
+        in_process = best_of(lambda: model.predict_columns(test.slice(0, 256)), repeat=200)
+        request_path = best_of(_request_path(model_dir, *batch["v2_binary"]), repeat=200)
 
     from _common import median, percentile
 
