@@ -17,7 +17,11 @@ writable; a process that finds it there loads it in ~0.4 s (and imports numba in
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,9 +86,31 @@ def _forward(numeric, categorical, numeric_weight, bias, table, offsets, cardina
     return out, -1
 
 
+@contextlib.contextmanager
+def _print_reachable() -> Iterator[None]:
+    """Makes `builtins.print` reachable as `<its module>.<its name>` for the block.
+
+    numba's import registers the typing of `print` and checks that it is reachable so; a
+    kfp.local run swaps `builtins.print` for a nested function while a task runs (and a run in
+    another thread can leave it swapped), which is not, and the import then fails half-done.
+    """
+    printer = builtins.print
+    module = sys.modules.get(getattr(printer, "__module__", None) or "")
+    name = getattr(printer, "__name__", "")
+    exposed = module is not None and bool(name) and not hasattr(module, name)
+    if exposed:
+        setattr(module, name, printer)
+    try:
+        yield
+    finally:
+        if exposed:
+            delattr(module, name)
+
+
 @functools.cache
 def _compiled():
-    import numba
+    with _print_reachable():
+        import numba
 
     try:
         return numba.njit(_SIGNATURE, cache=True, nogil=True)(_forward)

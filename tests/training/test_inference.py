@@ -1,5 +1,8 @@
 """The folded forward pass gives the module's own outputs, and refuses what the module refuses."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +70,19 @@ def test_a_few_rows_compiled_agree_with_numpys_path_to_float32_rounding(shape):
     assert compiled.dtype == np.float32 and compiled.flags.c_contiguous
     assert np.isnan(compiled[0]).all() and np.isnan(through_numpy[0]).all()
     np.testing.assert_allclose(compiled[1:], through_numpy[1:COMPILED_ROWS], rtol=1e-6, atol=1e-6)
+
+
+def test_the_compiled_path_loads_while_a_kfp_local_task_has_print_swapped():
+    # kfp.local swaps builtins.print while a task runs; numba's import used to fail under it.
+    script = (
+        "from kfp.local import logging_utils\n"
+        "from mlworkloads.training.compiled_forward import _compiled\n"
+        "with logging_utils.indented_print():\n"
+        "    _compiled()\n"
+        "assert not hasattr(logging_utils, 'indented_print_function')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_anything_but_an_eval_mode_tabular_net_runs_through_torch():
