@@ -123,25 +123,20 @@ class CompiledForward:
 
     def __init__(self, net: FoldedTabularNet):
         self._net = net
-        self._cardinalities = net.cardinalities.astype(np.int64)
         layers = [part.ravel() for weight, bias in net.layers for part in (weight, bias)]
-        self._params = np.concatenate(layers).astype(np.float32) if layers else np.zeros(0, np.float32)
+        params = np.concatenate(layers).astype(np.float32) if layers else np.zeros(0, np.float32)
         widths = [net.numeric_weight.shape[1], *(weight.shape[1] for weight, _ in net.layers)]
-        self._widths = np.array(widths, dtype=np.int64)
+        # Everything after the inputs, in the compiled function's order, assembled once.
+        self._weights = (net.numeric_weight, net.bias, net.table, net.offsets, net.cardinalities.astype(np.int64),
+                         params, np.array(widths, dtype=np.int64))  # fmt: skip
 
     def __call__(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
-        net = self._net
-        logits, bad_column = _compiled()(
-            numeric.astype(np.float32, copy=False),
-            categorical.astype(np.int64, copy=False),
-            net.numeric_weight,
-            net.bias,
-            net.table,
-            net.offsets,
-            self._cardinalities,
-            self._params,
-            self._widths,
-        )
+        # Converted only when needed: on the request path they already are float32 and int64.
+        if numeric.dtype != np.float32:
+            numeric = numeric.astype(np.float32)
+        if categorical.dtype != np.int64:
+            categorical = categorical.astype(np.int64)
+        logits, bad_column = _compiled()(numeric, categorical, *self._weights)
         if bad_column >= 0:
-            net.refuse_indices(categorical)
+            self._net.refuse_indices(categorical)
         return logits
